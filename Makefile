@@ -1,0 +1,35 @@
+# Two commands: `make lab` (set up and open the course), `make test` (run every test).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8888
+
+.PHONY: setup lab test notebooks learner benchmarks clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[lab,test]'
+	touch $(STAMP)
+
+lab: setup  ## set up, then open JupyterLab on notebooks/
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(LAB_ARGS)
+
+test: setup  ## pytest over tests/ and nbval over every notebook
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+notebooks: setup  ## re-execute every notebook in place (store them executed)
+	$(BIN)/python -m vit_lesson stamp
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=900 notebooks/*.ipynb
+
+learner: setup  ## write learner versions of the notebooks to learner/
+	$(BIN)/python -m vit_lesson learner --out learner
+
+benchmarks: setup  ## print the measured tables
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) learner .pytest_cache

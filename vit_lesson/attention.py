@@ -1,0 +1,78 @@
+"""Notebook 03: scaled dot-product attention and multi-head self-attention.
+
+``Attention(Q, K, V) = softmax(Q K^T / sqrt(d)) V`` (Vaswani et al., 2017, Eq. 1). Multi-head
+attention runs ``H`` of these side by side on ``d = D / H``-dimensional slices and mixes the heads
+with one output projection. Two paths give the same numbers: a fast one
+(``F.scaled_dot_product_attention``, fused kernels) and a readable one that also returns the
+attention weights, which visualisation needs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def check_heads(dim: int, num_heads: int) -> int:
+    """Return the head size ``dim // num_heads``, or raise a ``ValueError`` that says how to fix it."""
+    if num_heads <= 0 or dim % num_heads != 0:
+        divisors = [h for h in range(1, min(dim, 64) + 1) if dim % h == 0]
+        raise ValueError(
+            f"Hidden size {dim} is not divisible by the number of heads {num_heads}: each head "
+            f"needs an equal slice of the hidden size. Use a number of heads that divides {dim} "
+            f"(for example {', '.join(map(str, divisors[-6:]))}) or change the hidden size."
+        )
+    return dim // num_heads
+
+
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                 dropout: nn.Module | None = None):
+    """The readable path: ``softmax(q k^T / sqrt(d)) v``.
+
+    ``q, k, v: [..., N, d]`` -> ``(out [..., N, d], weights [..., N, N])``. Row ``i`` of
+    ``weights`` is how much query token ``i`` takes from each key token; it sums to 1
+    (softmax over the last axis, the keys).
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [..., N, N]
+    weights = scores.softmax(dim=-1)
+    out = (dropout(weights) if dropout is not None else weights) @ v
+    return out, weights
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused ``qkv`` projection (timm's layout).
+
+    ``[B, N, D] -> [B, N, D]``; with ``return_attention=True`` also the weights ``[B, H, N, N]``.
+    ``fast=True`` uses ``F.scaled_dot_product_attention``; ``fast=False`` (or asking for the
+    weights) uses :func:`scaled_dot_product_attention`. Both give the same output.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0, fast: bool = True):
+        super().__init__()
+        self.head_dim = check_heads(dim, num_heads)
+        self.num_heads = num_heads
+        self.scale = self.head_dim ** -0.5
+        self.fast = fast
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        B, N, D = x.shape
+        # [B, N, 3D] -> [B, N, 3, H, d] -> [3, B, H, N, d]: q, k, v, each split into heads
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each [B, H, N, d]
+        if self.fast and not return_attention:
+            x = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
+            weights = None
+        else:
+            x, weights = scaled_dot_product_attention(q, k, v, self.attn_drop)
+        x = x.transpose(1, 2).reshape(B, N, D)  # merge heads: [B, H, N, d] -> [B, N, D]
+        x = self.proj_drop(self.proj(x))
+        return (x, weights) if return_attention else x

@@ -1,0 +1,177 @@
+"""Exercise checks: each one runs the learner's code on known inputs and explains what is wrong.
+
+A check never raises. It prints one line and returns a :class:`CheckResult`:
+
+- ``✅ Exercise 1.1 (patchify) passed: ...``
+- ``⏳ Exercise 1.1 (patchify) is not done yet: ...`` (the learner's code raised ``NotImplementedError``)
+- ``❌ Exercise 1.1 (patchify): expected shape [2, 4, 48], got [2, 48, 4] ...``
+
+Checks test behaviour, not spelling: any correct implementation passes, and the common mistakes
+are recognised by comparing against known-wrong variants ("looks like the patches were
+flattened without the transpose").
+
+The mirror checks (:func:`check_mirror`) are different: they *do* raise, because they guard the
+course itself (notebook code and package code must not drift apart), not a learner's answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import traceback
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+PASS, FAIL, TODO = "pass", "fail", "todo"
+_ICONS = {PASS: "✅", FAIL: "❌", TODO: "⏳"}
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one exercise check. Truthy when it passed."""
+
+    exercise: str
+    title: str
+    status: str
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.status == PASS
+
+    @property
+    def line(self) -> str:
+        verb = {PASS: " passed:", TODO: " is not done yet:", FAIL: ":"}[self.status]
+        return f"{_ICONS[self.status]} Exercise {self.exercise} ({self.title}){verb} {self.message}"
+
+    def __str__(self) -> str:
+        return self.line
+
+    def _ipython_display_(self):  # the line is printed already; show nothing twice
+        pass
+
+
+class CheckFailed(Exception):
+    """Raised inside a check to report a specific mistake to the learner."""
+
+
+class LearnerError(Exception):
+    """The learner's code raised; carries a short, readable description."""
+
+
+class NotDone(Exception):
+    """The learner's code raised ``NotImplementedError`` (the placeholder is still there)."""
+
+
+def call(fn, *args, **kwargs):
+    """Call learner code, turning its exceptions into readable :class:`LearnerError` messages."""
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError as error:
+        raise NotDone(str(error) or "replace the `raise NotImplementedError` with your code.") from None
+    except Exception as error:  # noqa: BLE001 - anything the learner's code does wrong
+        frames = [f for f in traceback.extract_tb(error.__traceback__)
+                  if "vit_lesson" not in f.filename and "site-packages" not in f.filename]
+        where = f" (in `{frames[-1].line}`, line {frames[-1].lineno} of your cell)" if frames and frames[-1].line else ""
+        raise LearnerError(f"your code raised {type(error).__name__}: {error}{where}") from None
+
+
+def exercise(exercise_id: str, title: str):
+    """Decorator for a check body. The body raises :class:`CheckFailed` or returns a pass message."""
+
+    def decorate(body):
+        @functools.wraps(body)
+        def check(*args, **kwargs) -> CheckResult:
+            try:
+                with torch.random.fork_rng():
+                    torch.manual_seed(0)
+                    status, message = PASS, body(*args, **kwargs) or "correct."
+            except NotDone as error:
+                status, message = TODO, f"{error}"
+            except (CheckFailed, LearnerError) as error:
+                status, message = FAIL, str(error)
+            except Exception as error:  # noqa: BLE001 - a check must never crash the notebook
+                status, message = FAIL, f"could not check your answer ({type(error).__name__}: {error})."
+            result = CheckResult(exercise_id, title, status, message)
+            print(result.line)
+            return result
+
+        check.exercise_id = exercise_id
+        return check
+
+    return decorate
+
+
+# --- building blocks for checks ---------------------------------------------------------------
+
+def fmt_shape(shape) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def expect_tensor(value, what: str, shape=None) -> torch.Tensor:
+    """Fail unless ``value`` is a tensor (of ``shape``, if given)."""
+    if not isinstance(value, torch.Tensor):
+        raise CheckFailed(f"{what} should be a torch.Tensor, got {type(value).__name__}.")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise CheckFailed(f"{what} should have shape {fmt_shape(shape)}, got {fmt_shape(value.shape)}.")
+    return value
+
+
+def expect_close(got: torch.Tensor, want: torch.Tensor, what: str, wrong_variants=None,
+                 atol: float = 1e-5, rtol: float = 1e-4) -> None:
+    """Fail unless ``got`` matches ``want``; name the mistake if it matches a known-wrong variant.
+
+    ``wrong_variants`` maps an explanation to the tensor that mistake would produce.
+    """
+    got = got.detach().float()
+    for explanation, variant in (wrong_variants or {}).items():
+        if variant is not None and variant.shape == got.shape and torch.allclose(got, variant.float(), atol=atol, rtol=rtol) \
+                and not torch.allclose(variant.float(), want.float(), atol=atol, rtol=rtol):
+            raise CheckFailed(explanation)
+    if got.shape != want.shape:
+        raise CheckFailed(f"{what} should have shape {fmt_shape(want.shape)}, got {fmt_shape(got.shape)}.")
+    if not torch.allclose(got, want.float(), atol=atol, rtol=rtol):
+        diff = (got - want.float()).abs()
+        index = tuple(int(i) for i in torch.nonzero(diff == diff.max())[0])
+        raise CheckFailed(
+            f"{what} has the right shape {fmt_shape(got.shape)} but wrong values: at index {list(index)} "
+            f"expected {want.float()[index].item():.4f}, got {got[index].item():.4f} "
+            f"(largest difference {diff.max().item():.3g})."
+        )
+
+
+def same_weights(source: nn.Module, target: nn.Module) -> nn.Module:
+    """Return a copy of ``target`` carrying ``source``'s weights (names must match)."""
+    target = copy.deepcopy(target)
+    target.load_state_dict(source.state_dict())
+    return target
+
+
+# --- the mirror: notebook code == package code ---------------------------------------------------
+
+def check_mirror(notebook_module: nn.Module, package_module: nn.Module, *inputs, atol: float = 1e-6):
+    """Prove a component built in a notebook and its copy in ``vit_lesson`` are the same.
+
+    Copies the notebook module's weights into the package module (the parameter names must
+    match), runs both on ``inputs`` in eval mode and raises ``AssertionError`` if they differ.
+    """
+    nb_keys, pkg_keys = set(notebook_module.state_dict()), set(package_module.state_dict())
+    if nb_keys != pkg_keys:
+        raise AssertionError(
+            "The notebook's and the package's modules have different parameters: only in the "
+            f"notebook {sorted(nb_keys - pkg_keys)}, only in vit_lesson {sorted(pkg_keys - nb_keys)}."
+        )
+    package_module.load_state_dict(notebook_module.state_dict())
+    notebook_module.eval(), package_module.eval()
+    with torch.no_grad():
+        got, want = notebook_module(*inputs), package_module(*inputs)
+    got, want = (got if isinstance(got, tuple) else (got,)), (want if isinstance(want, tuple) else (want,))
+    diff = max((a - b).abs().max().item() for a, b in zip(got, want))
+    name = f"{type(package_module).__module__}.{type(package_module).__name__}"
+    if diff > atol or any(a.shape != b.shape for a, b in zip(got, want)):
+        raise AssertionError(f"The notebook's {type(notebook_module).__name__} and {name} disagree: "
+                             f"max abs difference {diff:.3g} > {atol}. Has one of them changed?")
+    params = sum(p.numel() for p in package_module.parameters())
+    print(f"✅ Mirror: the notebook's {type(notebook_module).__name__} and {name} agree "
+          f"({params:,} parameters, same weights -> max abs difference {diff:.1e}).")

@@ -1,0 +1,96 @@
+"""Checkpoints: checking them, and converting between our ``ViT`` and timm's ``VisionTransformer``.
+
+Our parameter names are timm's, so the conversion is the identity on names; what it adds is a
+check that every key and shape fits, with an error that names the first one that does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from .model import ViT, ViTConfig
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Raise a ``ValueError`` naming the first missing, unexpected or wrongly shaped key."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    config = getattr(model, "config", None)
+    built = f" (this model: {config})" if config is not None else ""
+    for key, value in state_dict.items():
+        if key in expected and tuple(value.shape) != tuple(expected[key].shape):
+            raise ValueError(
+                f"Checkpoint does not fit this model: '{key}' has shape {tuple(value.shape)} in the "
+                f"checkpoint but {tuple(expected[key].shape)} in the model{built}. The checkpoint "
+                "was saved from a different config: build the model with the checkpoint's config."
+            )
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s), first '{missing[0]}'")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s), first '{unexpected[0]}'")
+        raise ValueError(
+            f"Checkpoint does not fit this model: {'; '.join(parts)}. Is it from another "
+            "architecture (a timm or Hugging Face model needs converting first) or another depth?"
+        )
+
+
+def timm_kwargs(config: ViTConfig) -> dict:
+    """Keyword arguments for ``timm.models.vision_transformer.VisionTransformer`` with our shape."""
+    return dict(
+        img_size=config.image_size, patch_size=config.patch_size, in_chans=config.num_channels,
+        num_classes=config.num_classes, embed_dim=config.hidden_size,
+        depth=config.num_hidden_layers, num_heads=config.num_attention_heads,
+        mlp_ratio=config.intermediate_size / config.hidden_size, qkv_bias=config.qkv_bias,
+        drop_rate=config.hidden_dropout_prob, attn_drop_rate=config.attention_probs_dropout_prob,
+        drop_path_rate=config.drop_path_rate, global_pool="token", class_token=True,
+    )
+
+
+def create_timm_model(config: ViTConfig, **kwargs) -> nn.Module:
+    """A randomly initialised timm ``VisionTransformer`` with the same shape as ``ViT(config)``."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(**{**timm_kwargs(config), **kwargs})
+
+
+def from_timm_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm ``VisionTransformer`` state dict -> ours (names are shared; drops timm-only buffers)."""
+    return {k: v for k, v in state_dict.items() if not k.startswith(("fc_norm", "head_drop"))}
+
+
+def to_timm_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our state dict -> timm ``VisionTransformer``'s (the same names)."""
+    return dict(state_dict)
+
+
+def config_from_timm(timm_model: nn.Module) -> ViTConfig:
+    """Read a ``ViTConfig`` off a timm ``VisionTransformer`` instance."""
+    block = timm_model.blocks[0]
+    return ViTConfig(
+        image_size=timm_model.patch_embed.img_size[0], patch_size=timm_model.patch_embed.patch_size[0],
+        num_channels=timm_model.patch_embed.proj.in_channels, hidden_size=timm_model.embed_dim,
+        num_hidden_layers=len(timm_model.blocks), num_attention_heads=block.attn.num_heads,
+        intermediate_size=block.mlp.fc1.out_features,
+        num_classes=timm_model.num_classes, qkv_bias=block.attn.qkv.bias is not None,
+        layer_norm_eps=block.norm1.eps,
+    )
+
+
+def vit_from_timm(timm_model: nn.Module) -> ViT:
+    """Our ``ViT`` carrying exactly the weights of a timm ``VisionTransformer``."""
+    model = ViT(config_from_timm(timm_model))
+    model.load_state_dict(from_timm_state_dict(timm_model.state_dict()))
+    return model
+
+
+def load_pretrained_timm(name: str = "vit_base_patch16_224.augreg2_in21k_ft_in1k") -> ViT:
+    """Download a pretrained timm ViT (needs network, e.g. on Colab) and return it as our ``ViT``."""
+    import timm
+
+    return vit_from_timm(timm.create_model(name, pretrained=True).eval())

@@ -1,0 +1,90 @@
+"""Notebook 02: the class token and position embeddings (ViT paper, Eq. 1).
+
+``z_0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos``: a learned ``[CLS]`` token is put in front of
+the ``N`` patch tokens and a learned position vector is added to each of the ``N + 1`` tokens.
+Attention itself is blind to order (permuting the tokens permutes its output); ``E_pos`` is the
+only thing that tells the model where a patch was.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .patches import PatchEmbedding
+
+
+def init_token(parameter: torch.Tensor, std: float = 0.02) -> torch.Tensor:
+    """Truncated normal with std 0.02 (timm's init for ``pos_embed``; cut at +-2, as timm does).
+
+    Not zeros: all-zero position embeddings start identical, so every position looks the same
+    to the first layer; small random ones break the symmetry from step one.
+    """
+    return nn.init.trunc_normal_(parameter, std=std)
+
+
+def prepend_class_token(tokens: torch.Tensor, cls_token: torch.Tensor) -> torch.Tensor:
+    """``[B, N, D]`` patch tokens and a ``[1, 1, D]`` class token -> ``[B, N + 1, D]``."""
+    return torch.cat([cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+
+
+def sincos_2d_position_embedding(grid_size, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """Fixed 2D sine-cosine position embedding, ``[H*W, dim]`` (MAE / "Simple ViT" style).
+
+    A quarter of the channels encode ``sin(y w)``, ``cos(y w)``, ``sin(x w)``, ``cos(x w)`` with
+    geometric frequencies ``w``; nothing is learned and any grid size works.
+    """
+    height, width = (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
+    if dim % 4 != 0:
+        raise ValueError(f"The 2D sine-cosine embedding needs dim divisible by 4, got {dim}.")
+    y, x = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    omega = 1.0 / temperature ** (torch.arange(dim // 4) / (dim // 4 - 1 if dim > 4 else 1))
+    y = y.flatten()[:, None] * omega[None, :]
+    x = x.flatten()[:, None] * omega[None, :]
+    return torch.cat([y.sin(), y.cos(), x.sin(), x.cos()], dim=1).float()
+
+
+def resize_position_embedding(pos_embed: torch.Tensor, new_grid, num_prefix_tokens: int = 1,
+                              mode: str = "bicubic") -> torch.Tensor:
+    """Resize learned position embeddings to a new patch grid by 2D interpolation.
+
+    ``[1, prefix + H*W, D] -> [1, prefix + H'*W', D]``. The class token's embedding is kept as it
+    is; the patch embeddings are laid out on their ``H x W`` grid, resized, and flattened again.
+    This is how a ViT trained at 224 px is fine-tuned at 384 px (ViT paper, section 3.2).
+    """
+    new_h, new_w = (new_grid, new_grid) if isinstance(new_grid, int) else new_grid
+    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    old = int(math.isqrt(grid.shape[1]))
+    if old * old != grid.shape[1]:
+        raise ValueError(f"Expected a square grid of position embeddings, got {grid.shape[1]} patches.")
+    grid = grid.reshape(1, old, old, -1).permute(0, 3, 1, 2)  # [1, D, H, W]
+    grid = F.interpolate(grid.float(), size=(new_h, new_w), mode=mode, align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, new_h * new_w, -1).to(pos_embed.dtype)
+    return torch.cat([prefix, grid], dim=1)
+
+
+class ViTEmbeddings(nn.Module):
+    """Patch embedding + class token + position embeddings + dropout.
+
+    ``[B, C, H, W] -> [B, N + 1, D]``. Parameter names follow timm (``patch_embed.proj``,
+    ``cls_token``, ``pos_embed``); :class:`vit_lesson.model.ViT` uses the same names at its top
+    level so its state dict is timm's.
+    """
+
+    def __init__(self, img_size=224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.patch_embed = PatchEmbedding(img_size, patch_size, in_chans, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, embed_dim))
+        self.pos_drop = nn.Dropout(dropout)
+        nn.init.normal_(self.cls_token, std=1e-6)  # timm: the class token starts almost zero
+        init_token(self.pos_embed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch_embed(x)                         # [B, N, D]
+        tokens = prepend_class_token(tokens, self.cls_token)  # [B, N + 1, D]
+        return self.pos_drop(tokens + self.pos_embed)         # + E_pos, [B, N + 1, D]

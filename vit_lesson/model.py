@@ -1,0 +1,165 @@
+"""Notebook 05: the whole Vision Transformer, its config and the paper's presets.
+
+``z_0 = [x_class; x_p E] + E_pos``, ``L`` pre-norm blocks, ``y = LN(z_L^0)``, logits = ``head(y)``
+(ViT paper, Eq. 1-4). Config fields follow the blog post / Hugging Face (``hidden_size``,
+``num_hidden_layers``, ``num_attention_heads``, ``intermediate_size``); module and parameter names
+follow timm (``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``blocks.N.attn.qkv``, ``norm``,
+``head``), so a timm state dict loads as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .attention import check_heads
+from .block import Block
+from .embeddings import init_token, prepend_class_token
+from .patches import PatchEmbedding, check_image_size
+
+
+@dataclass
+class ViTConfig:
+    """Everything that decides a ViT's shape. Presets: :data:`PRESETS` / :func:`get_config`."""
+
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    num_classes: int = 1000
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    drop_path_rate: float = 0.0
+    qkv_bias: bool = True
+    layer_norm_eps: float = 1e-6
+    fast_attention: bool = True
+
+    def __post_init__(self):
+        check_heads(self.hidden_size, self.num_attention_heads)
+        check_image_size(self.image_size, self.image_size, self.patch_size)
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size ** 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, ViTConfig] = {
+    # The ViT paper's Table 1 (Base/Large/Huge) and DeiT's Tiny/Small, at 224 x 224.
+    "tiny": ViTConfig(hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768),
+    "small": ViTConfig(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
+    "base": ViTConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "large": ViTConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+    "huge": ViTConfig(patch_size=14, hidden_size=1280, num_hidden_layers=32, num_attention_heads=16,
+                      intermediate_size=5120),
+    # CPU-sized: trains in seconds to minutes on two cores.
+    "micro": ViTConfig(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=4,
+                       num_attention_heads=4, intermediate_size=128, num_classes=10),
+}
+
+
+def get_config(name: str, **overrides) -> ViTConfig:
+    """A preset by name (``tiny``, ``small``, ``base``, ``large``, ``huge``, ``micro``), with overrides."""
+    try:
+        config = PRESETS[name.lower()]
+    except KeyError:
+        raise ValueError(f"Unknown preset {name!r}: choose one of {', '.join(PRESETS)}.") from None
+    return replace(config, **overrides)
+
+
+class ViTOutput(NamedTuple):
+    """What ``ViT(x, output_attentions=True)`` returns, as the post's (Hugging Face's) API does."""
+
+    logits: torch.Tensor                    # [B, num_classes]
+    attentions: tuple[torch.Tensor, ...]    # one [B, H, N + 1, N + 1] per layer
+
+
+class ViT(nn.Module):
+    """Vision Transformer: ``[B, C, H, W] -> [B, num_classes]`` logits."""
+
+    def __init__(self, config: ViTConfig | None = None, **overrides):
+        super().__init__()
+        config = replace(config or ViTConfig(), **overrides)
+        self.config = config
+        D = config.hidden_size
+        self.patch_embed = PatchEmbedding(config.image_size, config.patch_size, config.num_channels, D)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.pos_embed = nn.Parameter(torch.zeros(1, config.num_patches + 1, D))
+        self.pos_drop = nn.Dropout(config.hidden_dropout_prob)
+        L = config.num_hidden_layers  # stochastic depth grows linearly from 0 to drop_path_rate
+        rates = [config.drop_path_rate * i / max(L - 1, 1) for i in range(L)]
+        self.blocks = nn.ModuleList(
+            Block(D, config.num_attention_heads, config.intermediate_size, config.qkv_bias,
+                  config.hidden_dropout_prob, config.attention_probs_dropout_prob, rate,
+                  config.layer_norm_eps, config.fast_attention)
+            for rate in rates
+        )
+        self.norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
+        self.head = nn.Linear(D, config.num_classes) if config.num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    def _init_weights(self):
+        """timm's default init: truncated normal (std 0.02) for Linear weights and ``pos_embed``."""
+        init_token(self.pos_embed)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                init_token(module.weight)
+                nn.init.zeros_(module.bias) if module.bias is not None else None
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        size = self.config.image_size
+        if x.ndim == 4 and x.shape[1] == self.config.num_channels and tuple(x.shape[-2:]) != (size, size):
+            raise ValueError(
+                f"This model was built for {size}x{size} images (config.image_size={size}) but got "
+                f"{x.shape[-2]}x{x.shape[-1]}. Resize the images to {size}x{size} (for example "
+                f"transforms.Resize({size})), or build a model with image_size={x.shape[-1]} and "
+                "carry the weights over with vit_lesson.embeddings.resize_position_embedding."
+            )
+
+    def forward_features(self, x: torch.Tensor, output_attentions: bool = False):
+        """``[B, C, H, W] -> [B, N + 1, D]`` normalised tokens (and the per-layer attention maps)."""
+        self._check_input(x)
+        x = prepend_class_token(self.patch_embed(x), self.cls_token)  # [B, N + 1, D]
+        x = self.pos_drop(x + self.pos_embed)
+        attentions = []
+        for block in self.blocks:
+            if output_attentions:
+                x, weights = block(x, return_attention=True)
+                attentions.append(weights)
+            else:
+                x = block(x)
+        x = self.norm(x)
+        return (x, tuple(attentions)) if output_attentions else x
+
+    def forward(self, x: torch.Tensor, output_attentions: bool = False):
+        """Logits ``[B, num_classes]``; with ``output_attentions=True`` a :class:`ViTOutput`."""
+        if output_attentions:
+            tokens, attentions = self.forward_features(x, output_attentions=True)
+            return ViTOutput(self.head(tokens[:, 0]), attentions)
+        return self.head(self.forward_features(x)[:, 0])  # the class token's final state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict`` with a clear error naming the first mismatching key."""
+        if strict:
+            from .convert import check_state_dict
+
+            check_state_dict(self, state_dict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """The number of learnable numbers in ``model``."""
+    return sum(p.numel() for p in model.parameters())
