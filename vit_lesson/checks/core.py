@@ -24,6 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+__all__ = ["CheckResult", "CheckFailed", "call", "exercise", "expect_tensor", "expect_close",
+           "same_weights", "check_mirror", "PASS", "FAIL", "TODO"]
+
 PASS, FAIL, TODO = "pass", "fail", "todo"
 _ICONS = {PASS: "✅", FAIL: "❌", TODO: "⏳"}
 

@@ -1,0 +1,17 @@
+"""Exercise checks, one module per notebook; all of them importable from here.
+
+``from vit_lesson import checks; checks.check_patchify(patchify)``. The framework (how a check
+reports, how it recognises common mistakes) is in :mod:`vit_lesson.checks.core`.
+"""
+
+from .core import *  # noqa: F401,F403
+from .core import CheckFailed, CheckResult, call, check_mirror, exercise, expect_close, expect_tensor  # noqa: F401
+from .patches import *  # noqa: F401,F403
+from .embeddings import *  # noqa: F401,F403
+from .attention import *  # noqa: F401,F403
+from .block import *  # noqa: F401,F403
+from .model import *  # noqa: F401,F403
+from .training import *  # noqa: F401,F403
+from .visualize import *  # noqa: F401,F403
+from .distill import *  # noqa: F401,F403
+from .hybrid import *  # noqa: F401,F403
