@@ -29,6 +29,13 @@ def check_image_size(height: int, width: int, patch_size: int) -> None:
             )
 
 
+def check_batch(images: torch.Tensor, who: str) -> None:
+    """Raise a ``ValueError`` unless ``images`` is a 4-D batch ``[B, C, H, W]``."""
+    if images.ndim != 4:
+        fix = " For a single image use x.unsqueeze(0)." if images.ndim == 3 else ""
+        raise ValueError(f"{who} expects a batch of images [B, C, H, W], got shape {tuple(images.shape)}.{fix}")
+
+
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Cut images into non-overlapping patches and flatten each one.
 
@@ -36,12 +43,21 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     (left to right, then top to bottom) and each patch flattened channel-first ``(c, p1, p2)``,
     the same order as ``Conv2d.weight.flatten(1)`` and ``F.unfold``.
     """
+    check_batch(images, "patchify")
     check_image_size(images.shape[-2], images.shape[-1], patch_size)
     return rearrange(images, "b c (h p1) (w p2) -> b (h w) (c p1 p2)", p1=patch_size, p2=patch_size)
 
 
 def unpatchify(patches: torch.Tensor, patch_size: int, height: int, width: int) -> torch.Tensor:
     """Inverse of :func:`patchify`: ``[B, N, C*P*P] -> [B, C, H, W]``."""
+    check_image_size(height, width, patch_size)
+    grid = (height // patch_size) * (width // patch_size)
+    if patches.ndim != 3 or patches.shape[1] != grid or patches.shape[2] % (patch_size * patch_size):
+        raise ValueError(
+            f"unpatchify expects [B, N, C*P*P] with N = ({height}/{patch_size}) * ({width}/{patch_size}) = {grid} "
+            f"and C*P*P a multiple of {patch_size}*{patch_size}, got shape {tuple(patches.shape)}. "
+            "Pass the height and width of the images that were patchified."
+        )
     return rearrange(
         patches, "b (h w) (c p1 p2) -> b c (h p1) (w p2)",
         h=height // patch_size, p1=patch_size, p2=patch_size,

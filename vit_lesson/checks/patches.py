@@ -1,7 +1,208 @@
-"""Exercise checks for the patches notebook (see vit_lesson.checks.core for the framework)."""
+"""Exercise checks for notebooks 00 (start here) and 01 (patches).
+
+Framework: :mod:`vit_lesson.checks.core`. Every check runs the learner's code on a small
+non-square batch (``[2, 3, 8, 12]``, patch 4: a 2 x 3 grid of 6 patches, so height and width,
+``N`` and ``C*P*P``, ``N`` and ``D`` all differ and a swapped axis cannot pass by accident),
+compares with :mod:`vit_lesson.patches`, and names the mistake when the answer matches a
+known-wrong variant.
+"""
 
 from __future__ import annotations
 
-from .core import CheckFailed, call, exercise, expect_close, expect_tensor  # noqa: F401
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
 
-__all__: list[str] = []
+from ..patches import patchify as reference_patchify
+from .core import CheckFailed, call, exercise, expect_close, expect_tensor, fmt_shape
+
+__all__ = ["check_num_patches", "check_patchify", "check_embed_patches", "check_conv_to_linear"]
+
+# The small test batch: B=2, C=3, H=8, W=12, P=4 -> a (h, w) = (2, 3) grid, N=6, C*P*P=48.
+B, C, H, W, P = 2, 3, 8, 12, 4
+GRID_H, GRID_W = H // P, W // P
+N, PATCH_DIM = GRID_H * GRID_W, C * P * P
+EMBED_DIM = 8
+
+
+def _images(*shape) -> torch.Tensor:
+    return torch.randn(*(shape or (B, C, H, W)))
+
+
+# --- Exercise 0.1 (notebook 00): a warm-up that shows how checks report ---------------------------
+
+@exercise("0.1", "number of patches")
+def check_num_patches(num_patches):
+    """``num_patches(image_size, patch_size) -> int``: how many P x P patches tile a square image."""
+    for size, patch in ((224, 16), (32, 4), (384, 16), (28, 7)):
+        got = call(num_patches, size, patch)
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            raise CheckFailed(f"num_patches({size}, {patch}) should return a number, got {type(got).__name__}.")
+        want, side = (size // patch) ** 2, size // patch
+        if got == want:
+            continue
+        if got == side:
+            raise CheckFailed(f"num_patches({size}, {patch}) returned {got}: that is the number of patches "
+                              f"along one side. The image is a {side} x {side} grid, so {side}² = {want}.")
+        if got == size * size // patch:
+            raise CheckFailed(f"num_patches({size}, {patch}) returned {got}: you divided the {size}² pixels "
+                              f"by P = {patch}, but each patch covers P² = {patch * patch} pixels.")
+        raise CheckFailed(f"num_patches({size}, {patch}) should be ({size} / {patch})² = {want}, got {got}.")
+    return "224 / 16 = 14 patches per side, 14² = 196 patches (and 3 more sizes)."
+
+
+# --- Exercise 1.1: patchify -------------------------------------------------------------------------
+
+def _patchify_mistakes(images: torch.Tensor, patch: int) -> dict[str, torch.Tensor]:
+    """What each plausible wrong patchify returns, with the words that explain it."""
+    b, c, h, w = images.shape
+    n, d = (h // patch) * (w // patch), c * patch * patch
+    split = "b c (h p1) (w p2) -> "
+    unfolded = F.unfold(images, kernel_size=patch, stride=patch)  # [B, C*P*P, N]
+    return {
+        "your patches are scrambled: you turned F.unfold's [B, C*P*P, N] into [B, N, C*P*P] with "
+        "reshape/view. Reshape keeps the numbers in memory order, so each row mixes pieces of different "
+        "patches. Swap the two axes with .transpose(1, 2) instead.": unfolded.reshape(b, n, d),
+        "your patches are scrambled: reshape/view straight to [B, N, C*P*P] cuts the image into chunks of "
+        f"{d} consecutive numbers (pieces of pixel rows), not into P x P squares. Split H into (h, P) and "
+        "W into (w, P), then permute(0, 2, 4, 1, 3, 5) before the final reshape (or use einops: "
+        "'b c (h p1) (w p2) -> b (h w) (c p1 p2)').": images.reshape(b, n, d),
+        "the channel axis got mixed into the patch axis: you reshaped [B, C, h, w, P, P] straight to "
+        "[B, N, C*P*P]. Move C next to the pixels first: permute to [B, h, w, C, P, P], then "
+        "reshape.": rearrange(images, split + "b c h w p1 p2", p1=patch, p2=patch).reshape(b, n, d),
+        "your patches are in column-major order (down each column first). ViT and Conv2d number them "
+        "row by row, left to right then top to bottom: the patch in grid row i, column j is number "
+        "i * w + j, so the grid flattens as (h w), not (w h).": rearrange(images, split + "b (w h) (c p1 p2)", p1=patch, p2=patch),
+        "each patch is transposed: you flattened its pixels column by column (p2 before p1). Flatten "
+        "row by row, (c p1 p2), like Conv2d.weight.flatten(1).": rearrange(images, split + "b (h w) (c p2 p1)", p1=patch, p2=patch),
+    }
+
+
+def _pixel_first(images: torch.Tensor, patch: int) -> torch.Tensor:
+    return rearrange(images, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=patch, p2=patch)
+
+
+@exercise("1.1", "patchify")
+def check_patchify(patchify):
+    """``patchify(images [B, C, H, W], patch_size) -> [B, N, C*P*P]``, channel-first in each patch.
+
+    The pixel-first order ``(p1 p2 c)`` (lucidrains' vit-pytorch, MAE) passes with a note.
+    """
+    images = _images()
+    what = f"patchify(images {fmt_shape(images.shape)}, patch_size={P})"
+    got = expect_tensor(call(patchify, images, P), what)
+    shape = tuple(got.shape)
+    if shape == (B, PATCH_DIM, N):
+        raise CheckFailed(f"your tensor is [B, C*P*P, N] = {fmt_shape(shape)}: the patches run along the last "
+                          "axis (that is what F.unfold returns). Add .transpose(1, 2) to get [B, N, C*P*P].")
+    if shape in ((B, GRID_H, GRID_W, PATCH_DIM), (B, GRID_H, GRID_W, C, P, P)):
+        raise CheckFailed(f"your tensor is {fmt_shape(shape)}: the patches are still a {GRID_H} x {GRID_W} grid. "
+                          f"Flatten the grid into one axis of N = {N} patches (and each patch into one vector).")
+    if got.ndim != 3 or shape[0] != B:
+        raise CheckFailed(f"{what} should be [B, N, C*P*P] = {fmt_shape((B, N, PATCH_DIM))}, got {fmt_shape(shape)}.")
+    if shape[1] != N:
+        extra = ""
+        if shape[1] in ((H // P) ** 2, (W // P) ** 2):
+            extra = " Your count is what a square image would give: use H // P and W // P separately."
+        raise CheckFailed(f"wrong number of patches: an {H} x {W} image cut into {P} x {P} patches gives "
+                          f"({H}/{P}) x ({W}/{P}) = {GRID_H} x {GRID_W} = {N}, got {shape[1]}.{extra}")
+    if shape[2] != PATCH_DIM:
+        raise CheckFailed(f"each patch should be flattened to C*P*P = {C}*{P}*{P} = {PATCH_DIM} numbers, got {shape[2]}.")
+    note = ""
+    if torch.allclose(got.float(), _pixel_first(images, P)):
+        note = (" Note: you flattened each patch pixel-first, (p1 p2 c), as lucidrains' vit-pytorch and MAE do: "
+                "a valid patchify. This course uses channel-first, (c p1 p2), the order of Conv2d.weight.flatten(1), "
+                "so that a Conv2d's weights and a Linear's agree (Exercise 1.3).")
+    else:
+        expect_close(got, reference_patchify(images, P), "your output", wrong_variants=_patchify_mistakes(images, P))
+    big = _images(1, 3, 224, 224)
+    got = expect_tensor(call(patchify, big, 16), "patchify(images [1, 3, 224, 224], 16)")
+    if tuple(got.shape) != (1, 196, 768) or not (torch.allclose(got, reference_patchify(big, 16))
+                                                  or torch.allclose(got, _pixel_first(big, 16))):
+        raise CheckFailed(f"correct on [2, 3, 8, 12] with patch 4, but [1, 3, 224, 224] with patch 16 gave "
+                          f"{fmt_shape(got.shape)}, not [1, 196, 768] with the same patch order: is a number "
+                          "hard-coded? Take the sizes from images.shape and patch_size.")
+    return (f"{fmt_shape(images.shape)} -> {fmt_shape((B, N, PATCH_DIM))} and [1, 3, 224, 224] -> [1, 196, 768], "
+            f"patches row by row.{note}")
+
+
+# --- Exercise 1.2: Conv2d feature map -> tokens -----------------------------------------------------
+
+@exercise("1.2", "embed patches")
+def check_embed_patches(embed_patches):
+    """``embed_patches(images [B, C, H, W], conv) -> tokens [B, N, D]`` with ``conv`` a patch Conv2d."""
+    conv = nn.Conv2d(C, EMBED_DIM, kernel_size=P, stride=P)
+    images = _images()
+    with torch.no_grad():
+        grid = conv(images)  # [B, D, h, w]
+        got = expect_tensor(call(embed_patches, images, conv), "embed_patches(images, conv)")
+    want = grid.flatten(2).transpose(1, 2)
+    shape, bdn = tuple(got.shape), (B, EMBED_DIM, N)
+    if shape == bdn:
+        raise CheckFailed(f"your tensor is [B, D, N] = {fmt_shape(shape)}: you flattened but did not transpose. "
+                          "Add .transpose(1, 2): a Transformer wants one row per token, [B, N, D].")
+    if shape == tuple(grid.shape):
+        raise CheckFailed(f"your tensor is the conv's feature map [B, D, h, w] = {fmt_shape(shape)}. Flatten the "
+                          "grid with .flatten(2) -> [B, D, N], then .transpose(1, 2) -> [B, N, D].")
+    if shape == (B, EMBED_DIM * N):
+        raise CheckFailed(f"your tensor is {fmt_shape(shape)}: flatten(1) merged D with the grid. Use flatten(2), "
+                          "which keeps the batch and channel axes, then .transpose(1, 2).")
+    mistakes = {
+        "right shape, scrambled tokens: you turned [B, D, N] into [B, N, D] with reshape/view. That keeps the "
+        "memory order, so each token mixes numbers of different patches. Use .transpose(1, 2) (or "
+        "permute(0, 2, 1)).": grid.flatten(2).reshape(B, N, EMBED_DIM),
+        "your tokens are in column-major order (down each column first). Flatten the grid row by row: "
+        "feature_map.flatten(2) does that, without transposing h and w first.": grid.transpose(2, 3).flatten(2).transpose(1, 2),
+    }
+    try:
+        expect_close(got, want, "your output", wrong_variants=mistakes)
+    except CheckFailed as error:
+        if "wrong values" in str(error):
+            raise CheckFailed(f"{error} Use the `conv` passed in (not a new Conv2d), applied once to the images.") from None
+        raise
+    return f"{fmt_shape(images.shape)} -> conv -> {fmt_shape(grid.shape)} -> flatten(2) -> {fmt_shape(bdn)} -> transpose(1, 2) -> {fmt_shape(want.shape)}."
+
+
+# --- Exercise 1.3: the Conv2d is a Linear layer on patches -------------------------------------------
+
+@exercise("1.3", "conv to linear")
+def check_conv_to_linear(conv_to_linear):
+    """``conv_to_linear(conv) -> nn.Linear`` with ``linear(patchify(x, P)) == conv tokens``."""
+    conv = nn.Conv2d(C, EMBED_DIM, kernel_size=P, stride=P)
+    images = _images()
+    linear = call(conv_to_linear, conv)
+    if not isinstance(linear, nn.Linear):
+        raise CheckFailed(f"conv_to_linear should return an nn.Linear, got {type(linear).__name__}.")
+    weight = tuple(linear.weight.shape)
+    if weight == (PATCH_DIM, EMBED_DIM):
+        raise CheckFailed(f"your weight is [in, out] = {fmt_shape(weight)}. nn.Linear stores it as "
+                          f"[out_features, in_features] = [{EMBED_DIM}, {PATCH_DIM}] (it computes x @ W.T + b): "
+                          "reshape conv.weight to [D, C*P*P] and do not transpose it.")
+    if weight != (EMBED_DIM, PATCH_DIM):
+        raise CheckFailed(f"the Linear should map C*P*P = {PATCH_DIM} numbers to D = {EMBED_DIM}: weight "
+                          f"[{EMBED_DIM}, {PATCH_DIM}], got {fmt_shape(weight)}.")
+    patches = reference_patchify(images, P)
+    with torch.no_grad():
+        got = expect_tensor(call(linear, patches), "linear(patchify(images, 4))")
+        want = conv(images).flatten(2).transpose(1, 2)
+        kernel = conv.weight
+        mistakes = {
+            "the bias is missing: copy conv.bias into linear.bias too.": want - conv.bias,
+            "the kernel is flattened pixel-first, (p1 p2 c), but patchify flattens each patch channel-first, "
+            "(c p1 p2), the order of conv.weight.reshape(D, -1). Keep the kernel's own order.":
+                F.linear(patches, kernel.permute(0, 2, 3, 1).flatten(1), conv.bias),
+            "the kernel is transposed (p2 before p1): flatten it as it is, conv.weight.reshape(D, -1).":
+                F.linear(patches, kernel.transpose(2, 3).flatten(1), conv.bias),
+        }
+    try:
+        expect_close(got, want, "your Linear's output", wrong_variants=mistakes)
+    except CheckFailed as error:
+        if "wrong values" in str(error):
+            raise CheckFailed(f"{error} Copy the conv's numbers: linear.weight = conv.weight reshaped to "
+                              f"[{EMBED_DIM}, {PATCH_DIM}], linear.bias = conv.bias.") from None
+        raise
+    return (f"Linear({PATCH_DIM}, {EMBED_DIM}) on the patches gives the Conv2d's tokens: a patch Conv2d is one "
+            "shared Linear layer applied to every flattened patch (the paper's matrix E).")
