@@ -1,7 +1,145 @@
-"""Exercise checks for the block notebook (see vit_lesson.checks.core for the framework)."""
+"""Exercise checks for notebook 04, the encoder block (see vit_lesson.checks.core for the framework).
+
+- 4.1 ``block_forward(x, norm1, attn, norm2, mlp)``: the pre-norm residual block.
+- 4.2 ``drop_path(x, drop_prob, training)``: stochastic depth.
+"""
 
 from __future__ import annotations
 
-from .core import CheckFailed, call, exercise, expect_close, expect_tensor  # noqa: F401
+import torch
+from torch import nn
 
-__all__: list[str] = []
+from ..attention import Attention
+from ..block import Mlp
+from .core import CheckFailed, call, exercise, expect_close, expect_tensor
+
+__all__ = ["check_block_forward", "check_drop_path"]
+
+
+def _block_parts(dim: int = 16, heads: int = 2):
+    """norm1, attn, norm2, mlp with random (not default) LayerNorm affine weights, so every
+    ordering mistake changes the numbers."""
+    norm1, norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+    attn, mlp = Attention(dim, heads), Mlp(dim, 4 * dim)
+    for module in (norm1, norm2, attn, mlp):
+        for p in module.parameters():
+            nn.init.normal_(p, mean=1.0 if p.ndim == 1 and module in (norm1, norm2) else 0.0, std=0.5)
+    return [m.eval() for m in (norm1, attn, norm2, mlp)]
+
+
+@exercise("4.1", "pre-norm block forward")
+def check_block_forward(block_forward):
+    """``block_forward(x, norm1, attn, norm2, mlp) -> [B, N, D]``: ``x + attn(norm1(x))``, then
+    ``x + mlp(norm2(x))``. Known mistakes (post-norm, a missing residual, normalising the residual
+    stream, the MLP on ``x`` instead of ``norm2(x)``) are recognised and named."""
+    norm1, attn, norm2, mlp = _block_parts()
+    x = torch.randn(2, 5, 16) * 3 + 1  # not already normalised, so LN(x) != x
+    with torch.no_grad():
+        got = call(block_forward, x.clone(), norm1, attn, norm2, mlp)
+        expect_tensor(got, "block_forward(x, ...)", shape=x.shape)
+        h = x + attn(norm1(x))
+        want = h + mlp(norm2(h))
+        post1 = norm1(x + attn(x))
+        n1 = norm1(x)
+        stream_normed = n1 + attn(n1)
+        wrong = {
+            "this is the post-norm order (x = norm1(x + attn(x)), x = norm2(x + mlp(x)), the "
+            "original Transformer and the blog post). ViT normalises the *input of each branch* "
+            "and leaves the residual sum alone: x = x + attn(norm1(x)); x = x + mlp(norm2(x)).":
+                norm2(post1 + mlp(post1)),
+            "post-norm on the attention half: x = norm1(x + attn(...)) normalises the residual "
+            "sum. Apply norm1 to the branch input only: x = x + attn(norm1(x)).":
+                norm1(x + attn(norm1(x))) + mlp(norm2(norm1(x + attn(norm1(x))))),
+            "both residuals are missing: the output is mlp(norm2(attn(norm1(x)))). Add the "
+            "input back after each branch: x = x + attn(norm1(x)), then x = x + mlp(norm2(x)).":
+                mlp(norm2(attn(norm1(x)))),
+            "the attention residual is missing: after the first half x should be "
+            "x + attn(norm1(x)), not attn(norm1(x)).":
+                attn(norm1(x)) + mlp(norm2(attn(norm1(x)))),
+            "the MLP residual is missing: return x + mlp(norm2(x)), not mlp(norm2(x)).":
+                mlp(norm2(h)),
+            "the residual stream itself was normalised (x = norm1(x); x = x + attn(x)): the "
+            "identity path must carry x unchanged. Normalise only what enters the branch: "
+            "x = x + attn(norm1(x)).":
+                stream_normed + mlp(norm2(stream_normed)),
+            "the MLP ran on x instead of norm2(x): the second branch needs its own LayerNorm, "
+            "x = x + mlp(norm2(x)).":
+                h + mlp(h),
+            "norm1 and norm2 are swapped: attention uses norm1, the MLP uses norm2.":
+                (x + attn(norm2(x))) + mlp(norm1(x + attn(norm2(x)))),
+            "both branches read the block's input (a 'parallel' block): the MLP must see the "
+            "output of the attention half, h = x + attn(norm1(x)); then h + mlp(norm2(h)).":
+                h + mlp(norm2(x)),
+        }
+        expect_close(got, want, "block_forward(x, ...)", wrong_variants=wrong)
+    return "x + attn(norm1(x)), then x + mlp(norm2(x)): the residual path carries x through untouched."
+
+
+def _per_sample_kept(x: torch.Tensor, out: torch.Tensor, keep: float):
+    """For each sample: 'kept' (out == x / keep), 'dropped' (all zeros) or something else."""
+    flat_x, flat_out = x.flatten(1), out.flatten(1)
+    dropped = (flat_out == 0).all(dim=1)
+    kept = torch.isclose(flat_out, flat_x / keep, atol=1e-6, rtol=1e-5).all(dim=1)
+    return kept, dropped
+
+
+@exercise("4.2", "drop_path (stochastic depth)")
+def check_drop_path(drop_path):
+    """``drop_path(x, drop_prob, training) -> x``-shaped tensor: identity unless training; when
+    training, each *sample* is zeroed with probability ``drop_prob`` and the survivors are divided
+    by ``1 - drop_prob``, so the expected value is unchanged."""
+    x = torch.randn(4000, 3, 5).abs() + 0.5  # no zeros in x, so a zero in the output was dropped
+    p, keep = 0.25, 0.75
+
+    # 1. eval mode and drop_prob = 0 are the identity
+    for training, prob, when in ((False, p, "training=False (eval mode)"), (True, 0.0, "drop_prob=0")):
+        out = expect_tensor(call(drop_path, x.clone(), prob, training), f"drop_path(x, {prob}, {training})",
+                            shape=x.shape)
+        if not torch.equal(out, x):
+            if torch.allclose(out, x / keep) or torch.allclose(out, x * keep):
+                raise CheckFailed(f"with {when} the output was rescaled; it must be x itself. The "
+                                  "rescaling happens only while training, on the kept samples.")
+            raise CheckFailed(f"with {when} drop_path must return x unchanged (nothing is dropped at "
+                              f"test time), but {(out != x).any(dim=(1, 2)).float().mean():.0%} of the "
+                              "samples changed. Start with: if not training or drop_prob == 0: return x.")
+
+    # 2. training: whole samples, rescaled, at the right rate
+    original = x.clone()
+    out = expect_tensor(call(drop_path, x, p, True), f"drop_path(x, {p}, True)", shape=x.shape)
+    if not torch.equal(x, original):
+        raise CheckFailed("drop_path changed its input in place; return a new tensor (x * mask / keep) "
+                          "instead, because the caller still needs x for the residual sum.")
+    zeros = out == 0
+    partly = zeros.flatten(1).any(dim=1) & ~zeros.flatten(1).all(dim=1)
+    if partly.float().mean() > 0.05:
+        raise CheckFailed("single elements were zeroed (like nn.Dropout): drop_path drops a sample's "
+                          "*whole* branch. Draw one number per sample, a mask of shape "
+                          "[B, 1, 1] = (x.shape[0],) + (1,) * (x.ndim - 1), and broadcast it.")
+    dropped_rate = zeros.flatten(1).all(dim=1).float().mean().item()
+    if abs(dropped_rate - (1 - p)) < 0.03:
+        raise CheckFailed(f"{dropped_rate:.0%} of the samples were dropped, about 1 - drop_prob: the "
+                          "mask keeps a sample with probability drop_prob. Keep it with "
+                          "probability 1 - drop_prob (bernoulli(1 - drop_prob)).")
+    if abs(dropped_rate - p) > 0.03:
+        raise CheckFailed(f"{dropped_rate:.0%} of the samples were dropped; with drop_prob={p} it "
+                          f"should be about {p:.0%}.")
+    kept, dropped = _per_sample_kept(x, out, keep)
+    survivors = ~dropped
+    if not kept[survivors].all():
+        ratio = (out[survivors] / x[survivors]).median().item()
+        if abs(ratio - 1.0) < 1e-4:
+            raise CheckFailed("the kept samples were not rescaled: divide them by keep = 1 - drop_prob "
+                              f"(here {keep}), otherwise the expected output shrinks to {keep:.0%} of x "
+                              "in training but not at test time.")
+        if abs(ratio - 1 / p) < 1e-3:
+            raise CheckFailed(f"the kept samples were divided by drop_prob ({p}); divide by the keep "
+                              f"probability 1 - drop_prob ({keep}).")
+        raise CheckFailed(f"the kept samples should equal x / (1 - drop_prob) = x / {keep}, but they are "
+                          f"x times {ratio:.3f}.")
+    mean_ratio = (out.mean() / x.mean()).item()
+    out2 = call(drop_path, x, p, True)
+    if torch.equal(out, out2):
+        raise CheckFailed("two calls dropped exactly the same samples; draw a fresh random mask on "
+                          "every call (torch.rand / bernoulli_ inside the function).")
+    return (f"identity in eval; in training {dropped_rate:.1%} of 4000 samples dropped whole, survivors "
+            f"scaled by 1/{keep}, mean preserved (E[out]/E[x] = {mean_ratio:.3f}).")
