@@ -1,0 +1,351 @@
+"""Tests for vit_lesson.visualize (notebook 07) and its exercise checks."""
+
+from __future__ import annotations
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from matplotlib.figure import Figure  # noqa: E402
+
+from vit_lesson import checks  # noqa: E402
+from vit_lesson import visualize as vis  # noqa: E402
+from vit_lesson.model import ViT, get_config  # noqa: E402
+
+
+def uniform_attention(batch=1, heads=2, tokens=5):
+    return torch.full((batch, heads, tokens, tokens), 1.0 / tokens)
+
+
+def random_attention(layers=3, batch=2, heads=3, tokens=10, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(batch, heads, tokens, tokens, generator=generator).softmax(-1)
+                 for _ in range(layers))
+
+
+@pytest.fixture(scope="module")
+def micro():
+    torch.manual_seed(0)
+    model = ViT(get_config("micro", num_hidden_layers=2)).eval()
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        attentions = model(images, output_attentions=True).attentions
+    return model, images, attentions
+
+
+# --- class-token maps ------------------------------------------------------------------------
+
+def test_cls_map_puts_a_hot_patch_at_its_row_and_column():
+    grid, T = 3, 10
+    attention = torch.zeros(1, 2, T, T)
+    attention[..., 0] = 1.0            # every query attends to the class token ...
+    patch = 1 * grid + 2               # ... except the class token, which attends to patch (row 1, col 2)
+    attention[:, :, 0] = 0.0
+    attention[:, :, 0, 1 + patch] = 1.0
+    got = vis.cls_attention_map((attention,))
+    assert got.shape == (1, grid, grid)
+    assert got[0, 1, 2] == 1 and got.sum() == 1
+
+
+def test_cls_map_is_row_zero_without_the_class_token_heads_averaged(micro):
+    model, _, attentions = micro
+    got = vis.cls_attention_map(attentions, layer=0)
+    want = attentions[0].mean(1)[:, 0, 1:].reshape(3, 8, 8)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(vis.cls_attention_map(attentions, layer=1, head=2),
+                               attentions[1][:, 2, 0, 1:].reshape(3, 8, 8))
+    torch.testing.assert_close(vis.cls_attention(attentions, head="max"), attentions[-1].amax(1)[:, 0, 1:])
+    # the class token's weights on itself plus on the patches sum to one
+    torch.testing.assert_close(got.sum((1, 2)) + attentions[0].mean(1)[:, 0, 0], torch.ones(3))
+
+
+def test_attention_maps_runs_the_model(micro):
+    model, images, attentions = micro
+    torch.testing.assert_close(vis.attention_maps(model, images), vis.cls_attention_map(attentions))
+    torch.testing.assert_close(vis.attention_maps(model, images, "rollout", layer=0),
+                               vis.rollout_map(attentions[:1]))
+
+
+@pytest.mark.parametrize("bad, words", [
+    (torch.zeros(2, 3, 5, 5), "output_attentions=True"),
+    ("not attention", "output_attentions=True"),
+    ((torch.zeros(1, 2, 5, 5), torch.zeros(1, 2, 6, 6)), "same shape"),
+])
+def test_bad_attention_input_raises_a_clear_error(bad, words):
+    with pytest.raises(ValueError, match=words):
+        vis.cls_attention_map(bad)
+
+
+def test_bad_layer_head_and_grid_raise_clear_errors():
+    attention = (uniform_attention(tokens=10),)
+    with pytest.raises(ValueError, match="has 1 layers"):
+        vis.cls_attention_map(attention, layer=3)
+    with pytest.raises(ValueError, match="has 2 heads"):
+        vis.cls_attention_map(attention, head=5)
+    with pytest.raises(ValueError, match="one of"):
+        vis.cls_attention_map(attention, head="median")
+    with pytest.raises(ValueError, match="not a square grid"):
+        vis.cls_attention_map((uniform_attention(tokens=9),))
+    assert vis.cls_attention_map((uniform_attention(tokens=9),), grid=(2, 4)).shape == (1, 2, 4)
+
+
+# --- rollout ---------------------------------------------------------------------------------
+
+def test_rollout_of_identity_attention_is_identity():
+    eye = torch.eye(5).expand(2, 3, 5, 5)
+    torch.testing.assert_close(vis.rollout((eye, eye, eye)), torch.eye(5).expand(2, 5, 5))
+
+
+def test_rollout_matches_a_hand_computation_on_two_layers():
+    # two tokens, one head; rows sum to one
+    a1 = torch.tensor([[0.5, 0.5], [0.0, 1.0]])
+    a2 = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    # Â = (A + I) / 2 (rows of A + I sum to 2): Â1 = [[.75, .25], [0, 1]], Â2 = [[1, 0], [.25, .75]]
+    # R = Â2 @ Â1 = [[.75, .25], [.1875, .8125]]
+    want = torch.tensor([[0.75, 0.25], [0.1875, 0.8125]])
+    got = vis.rollout((a1[None, None], a2[None, None]))[0]
+    torch.testing.assert_close(got, want)
+    # without the residual it is the plain product A2 @ A1
+    torch.testing.assert_close(vis.rollout((a1[None, None], a2[None, None]), residual=False)[0], a2 @ a1)
+
+
+def test_rollout_rows_sum_to_one_for_every_fusion():
+    attentions = random_attention()
+    for head in ("mean", "max", "min", 1):
+        torch.testing.assert_close(vis.rollout(attentions, head=head).sum(-1), torch.ones(2, 10))
+
+
+def test_rollout_map_is_the_class_row_through_the_chosen_layer():
+    attentions = random_attention(tokens=10)
+    torch.testing.assert_close(vis.rollout_map(attentions, layer=1),
+                               vis.rollout(attentions[:2])[:, 0, 1:].reshape(2, 3, 3))
+    torch.testing.assert_close(vis.rollout_map(attentions), vis.rollout(attentions)[:, 0, 1:].reshape(2, 3, 3))
+
+
+# --- upsampling and drawing ------------------------------------------------------------------
+
+def test_upsample_to_image_size_keeps_each_patch_in_its_pixels():
+    grid = torch.zeros(1, 4, 4)
+    grid[0, 1, 2] = 1.0
+    big = vis.upsample_map(grid, 32, mode="nearest")
+    assert big.shape == (1, 32, 32)
+    assert big[0, 8:16, 16:24].eq(1).all() and big.sum() == 64
+    smooth = vis.upsample_map(grid[0], (32, 32))
+    assert smooth.shape == (32, 32)
+    assert divmod(int(smooth.argmax()), 32)[0] // 8 == 1 and divmod(int(smooth.argmax()), 32)[1] // 8 == 2
+
+
+def test_to_image_refuses_a_normalised_tensor_and_puts_channels_last():
+    assert vis.to_image(torch.rand(3, 8, 6)).shape == (8, 6, 3)
+    assert vis.to_image(torch.rand(1, 8, 8)).shape == (8, 8)
+    with pytest.raises(ValueError, match="denormalize"):
+        vis.to_image(torch.randn(3, 8, 8) * 2)
+
+
+def test_show_attention_draws_the_map_at_the_image_size():
+    ax = vis.show_attention(torch.rand(3, 32, 32), torch.rand(8, 8))
+    image, heat = ax.get_images()
+    assert image.get_array().shape[:2] == heat.get_array().shape == (32, 32)
+
+
+# --- the score -------------------------------------------------------------------------------
+
+def test_mask_to_grid_is_the_fraction_of_each_patch_inside_the_object():
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[0, :4, :2] = True      # half of the top-left 4x4 patch
+    mask[0, 4:, 4:] = True      # all of the bottom-right patch
+    torch.testing.assert_close(vis.mask_to_grid(mask, 4), torch.tensor([[[0.5, 0.0], [0.0, 1.0]]]))
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        vis.mask_to_grid(mask, 3)
+
+
+def test_scores_on_synthetic_attention():
+    fraction = torch.tensor([[[0.5, 0.0], [0.0, 1.0]]])
+    inside = torch.tensor([[[0.0, 0.0], [0.0, 3.0]]])      # all mass on the object
+    outside = torch.tensor([[[0.0, 1.0], [1.0, 0.0]]])
+    uniform = torch.ones(1, 2, 2)
+    assert vis.attention_in_mask(inside, fraction).item() == 1.0
+    assert vis.attention_in_mask(outside, fraction).item() == 0.0
+    torch.testing.assert_close(vis.attention_in_mask(uniform, fraction), fraction.mean((1, 2)))
+    assert vis.pointing_game(inside, fraction).tolist() == [True]
+    assert vis.pointing_game(outside, fraction).tolist() == [False]
+    assert vis.pointing_game(torch.tensor([[[1.0, 0.0], [0.0, 0.5]]]), fraction).tolist() == [True]
+    assert vis.pointing_game(torch.tensor([[[1.0, 0.0], [0.0, 0.5]]]), fraction, threshold=0.6).tolist() == [False]
+    mass, hit = vis.uniform_baseline(fraction)
+    assert mass.item() == pytest.approx(0.375) and hit.item() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="mask_to_grid"):
+        vis.attention_in_mask(torch.ones(1, 3, 3), fraction)
+
+
+def test_score_attention_table_and_uniform_row(micro):
+    model, images, _ = micro
+    masks = torch.zeros(3, 32, 32, dtype=torch.bool)
+    masks[:, 8:24, 8:16] = True
+    table = vis.score_attention(model, images, masks, batch_size=2)
+    assert set(table) == {"raw last layer", "rollout", "uniform"}
+    assert table["uniform"]["mass"] == pytest.approx(0.125)
+    assert table["uniform"]["pointing"] == pytest.approx(0.125)
+    for row in table.values():
+        assert 0 <= row["mass"] <= 1 and 0 <= row["pointing"] <= 1
+
+
+# --- Figure 7 --------------------------------------------------------------------------------
+
+def test_mean_attention_distance_on_a_hand_example():
+    # 2x2 grid, patch 4 px; each patch query: half on itself, half on its right/left neighbour,
+    # so every query's mean distance is 0.5 * 4 px = 2 px. The class token takes some attention
+    # too; it has no position, so it is dropped and the rows renormalised.
+    T = 5
+    attention = torch.zeros(1, 1, T, T)
+    attention[0, 0, 0, 0] = 1.0
+    for query, neighbour in ((1, 2), (2, 1), (3, 4), (4, 3)):
+        attention[0, 0, query, [0, query, neighbour]] = torch.tensor([0.2, 0.4, 0.4])
+    distance = vis.attention_distance((attention, torch.eye(T)[None, None]), patch_size=4)
+    torch.testing.assert_close(distance, torch.tensor([[2.0], [0.0]]))
+    torch.testing.assert_close(vis.patch_distances(2, 4)[0], torch.tensor([0.0, 4.0, 4.0, 32 ** 0.5]))
+
+
+def test_position_similarity_and_patch_filters(micro):
+    model, _, _ = micro
+    similarity = vis.position_similarity(model.pos_embed)
+    assert similarity.shape == (64, 64)
+    torch.testing.assert_close(similarity.diagonal(), torch.ones(64))
+    filters = vis.patch_filters(model.patch_embed.proj.weight, n=5)
+    assert filters.shape == (5, 3, 4, 4) and filters.min() >= 0 and filters.max() <= 1
+    # the first principal component is the direction of largest variance of the filters
+    flat = model.patch_embed.proj.weight.detach().reshape(64, -1)
+    flat = flat - flat.mean(0)
+    first = torch.linalg.svd(flat, full_matrices=False).Vh[0]
+    variance = (flat @ first).var()
+    assert all((flat @ v).var() <= variance + 1e-6 for v in torch.linalg.svd(flat).Vh[1:5])
+    assert vis.patch_filters(model.patch_embed.proj.weight, n=3, pca=False).shape == (3, 3, 4, 4)
+
+
+def test_figure7_functions_return_figures(micro):
+    model, images, attentions = micro
+    assert isinstance(vis.plot_patch_filters(model, n=8), Figure)
+    assert isinstance(vis.plot_position_similarity(model), Figure)
+    assert isinstance(vis.plot_attention_distance(vis.attention_distance(attentions, 4), 32), Figure)
+    assert isinstance(vis.figure7(model, images), Figure)
+
+
+# --- the explorer ----------------------------------------------------------------------------
+
+class TinyDataset:
+    classes = ["a", "b"]
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index], index % 2
+
+
+def test_explorer_builds_without_a_front_end_and_redraws(micro):
+    import ipywidgets
+
+    model, images, _ = micro
+    explorer = vis.explore(model, TinyDataset(images))
+    assert isinstance(explorer, ipywidgets.VBox)
+    assert "JupyterLab or Colab" in repr(explorer)
+
+    def shown():
+        return explorer.figure.axes[1].get_images()[0].get_array().copy()
+
+    before = shown()
+    explorer.method.value = "rollout"             # the observer redraws the figure
+    assert "rollout" in explorer.figure.axes[1].get_title()
+    assert not (shown() == before).all()
+    explorer.image.value = 2
+    explorer.head.value = 1
+    explorer.layer.value = 0
+    assert "layer 0, head 1" in explorer.figure.axes[1].get_title()
+    torch.testing.assert_close(torch.as_tensor(shown()), vis.rollout_map(
+        tuple(a[2:3] for a in micro[2][:1]), head=1)[0])
+
+
+# --- exercise checks -------------------------------------------------------------------------
+
+def correct_map(attentions, layer, grid):
+    return attentions[layer].mean(dim=1)[:, 0, 1:].reshape(-1, grid, grid)
+
+
+@pytest.mark.parametrize("wrong, words", [
+    (lambda a, l, g: a[l].mean(1)[:, 0].reshape(-1, g, g), "class token's attention to itself"),
+    (lambda a, l, g: a[l].mean(1)[:, 1:, 0].reshape(-1, g, g), "column 0"),
+    (lambda a, l, g: a[l][:, :, 0, 1:].reshape(-1, g, g), "one per head"),
+    (lambda a, l, g: a[l][:, 0, 0, 1:].reshape(-1, g, g), "head 0"),
+    (lambda a, l, g: a[l].sum(1)[:, 0, 1:].reshape(-1, g, g), "summed"),
+    (lambda a, l, g: a[l].mean(1)[:, 0, 1:].reshape(-1, g, g).transpose(1, 2), "transposed"),
+    (lambda a, l, g: a[-1].mean(1)[:, 0, 1:].reshape(-1, g, g), "layer 2's map"),
+    (lambda a, l, g: correct_map(a, l, g) / correct_map(a, l, g).sum((1, 2), keepdim=True), "renormalised"),
+])
+def test_check_cls_attention_map_names_each_mistake(wrong, words):
+    result = checks.check_cls_attention_map(wrong)
+    assert result.status == "fail" and words in result.message
+
+
+def test_check_cls_attention_map_passes_correct_variants_and_waits_for_placeholder():
+    assert checks.check_cls_attention_map(correct_map)
+    assert checks.check_cls_attention_map(lambda a, l, g: vis.cls_attention_map(a, l, g))
+
+    def einsum_version(attentions, layer, grid):  # another spelling of the same thing
+        row = torch.einsum("bhn->bn", attentions[layer][:, :, 0, 1:]) / attentions[layer].shape[1]
+        return row.unflatten(-1, (grid, grid))
+
+    assert checks.check_cls_attention_map(einsum_version)
+
+    def placeholder(attentions, layer, grid):
+        raise NotImplementedError("Exercise not done yet")
+
+    assert checks.check_cls_attention_map(placeholder).status == "todo"
+
+
+def rollout_variant(attentions, residual=True, renormalise=True, reverse=False, start_with_first=False):
+    B, _, T, _ = attentions[0].shape
+    result = torch.eye(T).expand(B, T, T)
+    fused_layers = [a.mean(1) + (torch.eye(T) if residual else 0) for a in attentions]
+    if renormalise:
+        fused_layers = [f / f.sum(-1, keepdim=True) for f in fused_layers]
+    if start_with_first:
+        result = fused_layers[0]
+    for fused in fused_layers:
+        result = result @ fused if reverse else fused @ result
+    return result
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(residual=False), "identity"),
+    (dict(renormalise=False), "renormalised"),
+    (dict(reverse=True), "wrong order"),
+    (dict(start_with_first=True), "first layer counts twice"),
+])
+def test_check_rollout_names_each_mistake(kwargs, words):
+    result = checks.check_rollout(lambda attentions: rollout_variant(attentions, **kwargs))
+    assert result.status == "fail" and words in result.message
+
+
+def test_check_rollout_passes_correct_answers_and_waits_for_placeholder():
+    assert checks.check_rollout(rollout_variant)
+    assert checks.check_rollout(vis.rollout)
+
+    def half_identity(attentions):  # the paper's 0.5 A + 0.5 I, no explicit renormalisation
+        result = None
+        for attention in attentions:
+            layer = 0.5 * attention.mean(1) + 0.5 * torch.eye(attention.shape[-1])
+            result = layer if result is None else layer @ result
+        return result
+
+    assert checks.check_rollout(half_identity)
+    only_cls_row = checks.check_rollout(lambda attentions: vis.rollout(attentions)[:, 0, 1:])
+    assert only_cls_row.status == "fail" and "whole rollout matrix" in only_cls_row.message
+
+    def placeholder(attentions):
+        raise NotImplementedError("Exercise not done yet")
+
+    assert checks.check_rollout(placeholder).status == "todo"
