@@ -1,0 +1,565 @@
+"""Notebook 06: a training loop you can trust, and ``python -m vit_lesson train|evaluate``.
+
+The recipe, as in the blog post but checked: AdamW (lr 3e-4, weight decay 0.01, none on norms,
+biases, position embeddings and the class token), a linear warmup then cosine decay, updated every
+step; label smoothing; gradient clipping; mixed precision with ``torch.amp`` (bfloat16 on CPU,
+float16 + ``GradScaler`` on CUDA; the post's ``torch.cuda.amp`` is deprecated).
+
+What makes it trustworthy:
+
+- checkpoints (``last.pt`` each epoch, ``best.pt``) are written atomically and hold everything a
+  run needs to continue: model, optimiser, scheduler, scaler, epoch, history, RNG states, the
+  model's config. ``resume=True`` after an interruption ends on the same weights as a run that
+  was never interrupted (data order is seeded per epoch);
+- checkpoints load with ``torch.load(weights_only=True)``: no pickled code runs;
+- a NaN or infinite loss stops the run at once with :class:`NonFiniteLossError`, naming the
+  step and the likely causes, and the last good checkpoint stays on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, is_dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+__all__ = [
+    "TrainConfig", "History", "NonFiniteLossError", "train", "evaluate", "predict",
+    "warmup_cosine_lr", "parameter_groups", "NO_DECAY_NAMES", "make_optimizer", "make_scheduler",
+    "cross_entropy_loss", "save_checkpoint", "load_checkpoint", "load_model", "plot_history",
+    "MODEL_PRESETS", "build_model", "add_cli",
+]
+
+NO_DECAY_NAMES = {"pos_embed", "cls_token", "dist_token"}
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of :func:`train`. Defaults are the blog post's (lr 3e-4, weight decay 0.01)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1
+    min_lr: float = 0.0
+    label_smoothing: float = 0.1
+    grad_clip: float | None = 1.0      # max global gradient norm; None or 0 = no clipping
+    amp: bool = False                  # bfloat16 autocast on CPU, float16 + GradScaler on CUDA
+    seed: int = 0
+    out_dir: str | None = None         # where last.pt / best.pt go; None = no checkpoints
+    num_workers: int = 0
+    progress: bool = True              # tqdm progress bars
+    compile: bool = False              # torch.compile the model (PyTorch 2)
+    resume: bool = False               # continue from out_dir/last.pt if it exists
+    device: str | None = None          # default: cuda if available, else cpu
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}.")
+        if not self.lr > 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError(f"Need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+
+
+class History(list):
+    """One dict per finished epoch: ``epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds``."""
+
+    def column(self, key: str) -> list:
+        return [row[key] for row in self]
+
+    def best(self, key: str = "val_acc") -> dict:
+        """The epoch with the highest ``key`` (the first one, on ties)."""
+        return max(self, key=lambda row: row[key]) if self else {}
+
+    def table(self) -> str:
+        """The history as a fixed-width text table."""
+        lines = [f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'val loss':>8} {'val acc':>8} "
+                 f"{'lr':>9} {'seconds':>7}"]
+        for r in self:
+            lines.append(f"{r['epoch']:>5} {r['train_loss']:>10.4f} {r['train_acc']:>9.2%} {r['val_loss']:>8.4f} "
+                         f"{r['val_acc']:>8.2%} {r['lr']:>9.2e} {r['seconds']:>7.1f}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"History({len(self)} epochs)" if not self else self.table()
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stopped (the last good checkpoint is kept)."""
+
+
+# --- optimiser and schedule ------------------------------------------------------------------------
+
+def warmup_cosine_lr(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
+    """The learning rate for optimiser step ``step`` (0-based) of ``total_steps``.
+
+    Linear warmup ``base_lr * (step + 1) / warmup_steps`` for the first ``warmup_steps`` steps
+    (the first step already learns; the last warmup step reaches ``base_lr``), then a half
+    cosine from ``base_lr`` at ``step == warmup_steps`` down to ``min_lr`` at ``step == total_steps``
+    (the value after the last update).
+    """
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: decay on weight matrices only.
+
+    No decay on anything with ``ndim <= 1`` (LayerNorm weights, all biases) and on ``pos_embed``,
+    ``cls_token``, ``dist_token``: shrinking them towards zero only hurts (a LayerNorm gain of 0
+    silences its features; a position embedding of 0 forgets positions). Frozen parameters
+    (``requires_grad=False``) are left out.
+    """
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if param.ndim <= 1 or name.split(".")[-1] in NO_DECAY_NAMES:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
+
+
+def make_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Per-step warmup + cosine as a ``LambdaLR`` (a multiplier of each group's base lr)."""
+    total = config.epochs * steps_per_epoch
+    warmup = min(total, round(config.warmup_epochs * steps_per_epoch))
+    min_ratio = config.min_lr / config.lr
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine_lr(step, 1.0, warmup, total, min_ratio))
+
+
+def cross_entropy_loss(label_smoothing: float = 0.0):
+    """The default ``loss_fn(model, images, labels) -> (loss, logits)``."""
+
+    def loss_fn(model, images, labels):
+        logits = _logits(model(images))
+        return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing), logits
+
+    return loss_fn
+
+
+def _logits(output):
+    """A model's logits, whether it returns a tensor or a tuple/NamedTuple whose first item is."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def _device(config: TrainConfig) -> torch.device:
+    return torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _amp_dtype(device: torch.device):
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+# --- evaluation ------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset, batch_size: int = 256, device=None, amp: bool = False):
+    """``(logits [N, num_classes], labels [N])`` of the whole ``dataset``, in order, on the CPU."""
+    device = torch.device(device) if device else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    all_logits, all_labels = [], []
+    try:
+        for images, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            with torch.autocast(device.type, _amp_dtype(device), enabled=amp):
+                logits = _logits(model(images.to(device)))
+            all_logits.append(logits.float().cpu())
+            all_labels.append(torch.as_tensor(labels))
+    finally:
+        model.train(was_training)
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def evaluate(model: nn.Module, dataset, batch_size: int = 256, device=None, amp: bool = False) -> dict:
+    """``{"loss": mean cross-entropy (no smoothing), "accuracy": fraction correct}`` on ``dataset``."""
+    logits, labels = predict(model, dataset, batch_size, device, amp)
+    return {"loss": F.cross_entropy(logits, labels).item(),
+            "accuracy": (logits.argmax(1) == labels).float().mean().item()}
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+
+def _model_config(model: nn.Module):
+    config = getattr(model, "config", None)
+    if is_dataclass(config):
+        return asdict(config)
+    return config.to_dict() if hasattr(config, "to_dict") else None
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scaler=None, epoch: int = 0,
+                    history=None, config: TrainConfig | None = None, **extra) -> Path:
+    """Write a checkpoint atomically: to a temporary file in the same folder, then ``os.replace``.
+
+    An interruption (or a full disk) leaves either the old file or the new one, never half of one.
+    Stored: ``model`` (state dict), ``model_config`` (dict, if the model has a ``config``),
+    ``model_class``, ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (finished epochs),
+    ``history`` (list of dicts), ``rng`` (RNG states as tensors / ints), ``train_config`` and any
+    ``extra`` plain values (e.g. ``classes``, ``data``). All plain types, so ``weights_only`` loads it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = {
+        "model": model.state_dict(),
+        "model_config": _model_config(model),
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": int(epoch),
+        "history": [dict(row) for row in (history or [])],
+        "rng": _rng_state(),
+        "train_config": asdict(config) if config is not None else None,
+        **extra,
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path, model: nn.Module | None = None, map_location="cpu") -> dict:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; load its weights into ``model`` if given.
+
+    A model of another shape raises ``ValueError`` naming the first mismatching parameter.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"No checkpoint at {str(path)!r}.")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if model is not None:
+        try:
+            model.load_state_dict(checkpoint["model"])
+        except (RuntimeError, ValueError) as error:
+            raise ValueError(f"Checkpoint {str(path)!r} does not fit this model "
+                             f"(saved config: {checkpoint.get('model_config')}): {error}") from None
+    return checkpoint
+
+
+def load_model(path, map_location="cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a :class:`~vit_lesson.model.ViT` from a checkpoint's config and weights.
+
+    Returns ``(model in eval mode, checkpoint)``.
+    """
+    from .model import ViT, ViTConfig
+
+    checkpoint = load_checkpoint(path, map_location=map_location)
+    if checkpoint.get("model_config") is None:
+        raise ValueError(f"Checkpoint {str(path)!r} has no model config; build the model yourself and "
+                         "call load_checkpoint(path, model).")
+    known = {f.name for f in fields(ViTConfig)}
+    model = ViT(ViTConfig(**{k: v for k, v in checkpoint["model_config"].items() if k in known}))
+    model.load_state_dict(checkpoint["model"])
+    return model.eval(), checkpoint
+
+
+# --- the loop --------------------------------------------------------------------------------------
+
+def _non_finite_message(loss, images, epoch, step, global_step, lr, config, last_good) -> str:
+    inputs_ok = bool(torch.isfinite(images).all())
+    causes = []
+    if not inputs_ok:
+        causes.append("the input batch itself contains NaN/inf (check the data and its normalisation)")
+    causes += [f"the learning rate is too high (lr now {lr:.2e}, base {config.lr:.2e}: try 10x lower or a longer warmup)",
+               "badly normalised inputs (check a batch: mean near 0, std near 1, no NaN)",
+               "float16 overflow without a GradScaler (on CUDA use torch.amp.GradScaler; bfloat16 needs none)"]
+    kept = f"The last good checkpoint is kept: {last_good}." if last_good else "No checkpoint was written yet."
+    return (f"The loss became {loss.item()} at epoch {epoch}, step {step} (global step {global_step}); "
+            f"training stopped. Likely causes: {'; '.join(causes)}. {kept}")
+
+
+def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = None, loss_fn=None,
+          resume: bool | None = None, **extra) -> History:
+    """Train ``model`` on ``train_set``, evaluating on ``val_set`` after every epoch.
+
+    ``loss_fn(model, images, labels) -> (loss, logits)`` replaces the default label-smoothed
+    cross-entropy (distillation uses this). With ``config.out_dir`` it writes ``last.pt`` every
+    epoch and ``best.pt`` at the best ``val_acc``; ``resume=True`` (or ``config.resume``) continues
+    from ``last.pt``. ``extra`` plain values (e.g. ``classes=...``) go into the checkpoints.
+    Returns the :class:`History`; raises :class:`NonFiniteLossError` if the loss stops being finite.
+    """
+    from tqdm.auto import tqdm
+
+    config = config or TrainConfig()
+    resume = config.resume if resume is None else resume
+    out_dir = Path(config.out_dir) if config.out_dir else None
+    if resume and out_dir is None:
+        raise ValueError("resume=True needs config.out_dir (the folder holding last.pt).")
+    device = _device(config)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    model.to(device)
+    forward_model = torch.compile(model) if config.compile else model
+    loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch)
+    use_scaler = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    history, start_epoch = History(), 0
+    last_path = out_dir / "last.pt" if out_dir else None
+    if resume and last_path.is_file():
+        checkpoint = load_checkpoint(last_path, model, map_location=device)
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
+        history, start_epoch = History(checkpoint["history"]), checkpoint["epoch"]
+        _set_rng_state(checkpoint["rng"])
+    best_acc = history.best()["val_acc"] if history else -1.0
+    last_good = str(last_path) if resume and last_path.is_file() else None
+
+    for epoch in range(start_epoch, config.epochs):
+        start = time.perf_counter()
+        # Seeded per epoch: the data order of epoch e is the same with or without a resume.
+        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                            num_workers=config.num_workers,
+                            generator=torch.Generator().manual_seed(config.seed + epoch))
+        model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not config.progress)
+        for step, (images, labels) in enumerate(bar):
+            images, labels = images.to(device), labels.to(device)
+            with torch.autocast(device.type, _amp_dtype(device), enabled=config.amp):
+                loss, logits = loss_fn(forward_model, images, labels)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(_non_finite_message(
+                    loss, images, epoch + 1, step, epoch * steps_per_epoch + step,
+                    scheduler.get_last_lr()[0], config, last_good))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            total_loss += loss.item() * len(labels)
+            correct += (_logits(logits).argmax(1) == labels).sum().item()
+            seen += len(labels)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        val = evaluate(model, val_set, batch_size=max(256, config.batch_size), device=device, amp=config.amp)
+        history.append({"epoch": epoch + 1, "train_loss": total_loss / seen, "train_acc": correct / seen,
+                        "val_loss": val["loss"], "val_acc": val["accuracy"],
+                        "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start})
+        if out_dir:
+            state = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                         epoch=epoch + 1, history=history, config=config, **extra)
+            save_checkpoint(last_path, **state)
+            last_good = str(last_path)
+            if val["accuracy"] > best_acc:
+                save_checkpoint(out_dir / "best.pt", **state)
+        best_acc = max(best_acc, val["accuracy"])
+        if config.progress:
+            r = history[-1]
+            print(f"epoch {r['epoch']}/{config.epochs}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.2%}, "
+                  f"val loss {r['val_loss']:.4f} acc {r['val_acc']:.2%} ({r['seconds']:.1f} s)", file=sys.stderr)
+    return history
+
+
+# --- plots -----------------------------------------------------------------------------------------
+
+def plot_history(history, figsize=(8, 3)):
+    """Learning curves: loss and accuracy per epoch, train vs validation. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    history = History(history)
+    epochs = history.column("epoch")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=figsize)
+    ax_loss.plot(epochs, history.column("train_loss"), "o-", label="train (smoothed labels)")
+    ax_loss.plot(epochs, history.column("val_loss"), "o-", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_acc.plot(epochs, [100 * a for a in history.column("train_acc")], "o-", label="train")
+    ax_acc.plot(epochs, [100 * a for a in history.column("val_acc")], "o-", label="validation")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# --- models for the data sets, and the command line -----------------------------------------------
+
+# Overrides of the "micro" preset sized for each data set (CPU-friendly).
+MODEL_PRESETS = {
+    "digits": dict(image_size=16, patch_size=4, num_channels=1, hidden_size=64, num_hidden_layers=4,
+                   num_attention_heads=4, intermediate_size=128, num_classes=10),
+    "shapes": dict(image_size=32, patch_size=4, num_channels=3, hidden_size=64, num_hidden_layers=4,
+                   num_attention_heads=4, intermediate_size=128, num_classes=5),
+}
+
+
+def build_model(name: str, image_size: int | None = None, num_channels: int | None = None,
+                num_classes: int | None = None, **overrides):
+    """A :class:`~vit_lesson.model.ViT` from a data preset (``digits``, ``shapes``) or a paper preset
+    (``micro``, ``tiny``, ...), with its input size, channels and classes set to fit the data."""
+    from .model import ViT, get_config
+
+    base = dict(MODEL_PRESETS[name]) if name in MODEL_PRESETS else {}
+    fit = dict(image_size=image_size, num_channels=num_channels, num_classes=num_classes)
+    base.update({k: v for k, v in fit.items() if v is not None}, **overrides)
+    return ViT(get_config("micro" if name in MODEL_PRESETS else name, **base))
+
+
+def _data_shape(dataset):
+    image, _ = dataset[0]
+    return image.shape[0], image.shape[-1]
+
+
+def _classes(dataset) -> list[str]:
+    return list(getattr(dataset, "classes", None) or getattr(getattr(dataset, "dataset", None), "classes", []))
+
+
+def _cli_train(args) -> int:
+    from .data import load_datasets
+    from .model import count_parameters
+
+    image_size = args.image_size or MODEL_PRESETS.get(args.model, {}).get("image_size")
+    train_set, test_set = load_datasets(args.data, image_size, args.data_dir, augment=args.augment)
+    channels, size = _data_shape(train_set)
+    classes = _classes(train_set)
+    model = build_model(args.model, size, channels, len(classes))
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+                         amp=args.amp, seed=args.seed, out_dir=args.out, progress=not args.no_progress,
+                         resume=args.resume)
+    print(f"data {args.data}: {len(train_set)} train / {len(test_set)} test images of {channels}x{size}x{size}, "
+          f"{len(classes)} classes; model {args.model}: {count_parameters(model):,} parameters")
+    history = train(model, train_set, test_set, config, classes=classes,
+                    data={"name": args.data, "image_size": size, "channels": channels})
+    print(history.table())
+    best = history.best()
+    print(f"best test accuracy {best['val_acc']:.2%} at epoch {best['epoch']}; "
+          f"checkpoints in {args.out}/ (last.pt, best.pt)")
+    return 0
+
+
+def _cli_evaluate(args) -> int:
+    from .data import load_datasets
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    saved = checkpoint.get("data") or {}
+    data = args.data or saved.get("name")
+    if data is None:
+        raise ValueError("The checkpoint does not say which data it was trained on; pass --data.")
+    if args.model:
+        model = build_model(args.model, saved.get("image_size"), saved.get("channels"), len(checkpoint.get("classes", [])) or None)
+        load_checkpoint(args.checkpoint, model)
+    else:
+        model, _ = load_model(args.checkpoint)
+    size, channels = model.config.image_size, model.config.num_channels
+    _, test_set = load_datasets(data, size, args.data_dir, channels=channels if data == "digits" else None)
+    got_channels, got_size = _data_shape(test_set)
+    if (got_channels, got_size) != (channels, size):
+        raise ValueError(f"Checkpoint {args.checkpoint!r} expects {channels}x{size}x{size} images but --data {data} "
+                         f"gives {got_channels}x{got_size}x{got_size}; evaluate it on the data it was trained on.")
+    if len(_classes(test_set)) != model.config.num_classes:
+        raise ValueError(f"Checkpoint {args.checkpoint!r} predicts {model.config.num_classes} classes but --data "
+                         f"{data} has {len(_classes(test_set))}.")
+    result = evaluate(model, test_set, batch_size=args.batch_size)
+    logits, labels = predict(model, test_set, batch_size=args.batch_size)
+    errors = int((logits.argmax(1) != labels).sum())
+    print(f"{'checkpoint':<12} {args.checkpoint}\n{'data':<12} {data} (test split, {len(test_set)} images)\n"
+          f"{'epoch':<12} {checkpoint['epoch']}\n{'loss':<12} {result['loss']:.4f}\n"
+          f"{'accuracy':<12} {result['accuracy']:.2%} ({len(test_set) - errors}/{len(test_set)}, {errors} errors)")
+    return 0
+
+
+def _guarded(command):
+    """Run a CLI command; a user error becomes a one-line message and exit code 2, no traceback."""
+
+    def run(args) -> int:
+        try:
+            return command(args)
+        except (ValueError, FileNotFoundError, NonFiniteLossError) as error:
+            print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def add_cli(subparsers) -> None:
+    """Add ``train`` and ``evaluate`` to ``python -m vit_lesson``."""
+    from .data import DATASETS
+    from .model import PRESETS
+
+    models = [*MODEL_PRESETS, *PRESETS]
+    p = subparsers.add_parser(
+        "train", help="train a ViT on digits, shapes, your own image folder or CIFAR-10",
+        description="Train a ViT and write checkpoints (last.pt every epoch, best.pt) to --out. "
+                    "Example: python -m vit_lesson train --data digits --model digits --epochs 30 --out runs/digits")
+    p.add_argument("--data", choices=DATASETS, default="digits",
+                   help="digits (scikit-learn, bundled), shapes (generated), folder (--data-dir root/class_x/xxx.png), "
+                        "cifar10 (downloads to --data-dir)")
+    p.add_argument("--data-dir", help="image folder (for --data folder) or CIFAR-10 folder")
+    p.add_argument("--model", choices=models, default="digits",
+                   help="model preset: digits/shapes (small, for CPU) or a paper preset; its image size, channels "
+                        "and classes are set from the data (default: digits)")
+    p.add_argument("--image-size", type=int, help="resize images to this (default: the preset's, or 32)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate after warmup (default 3e-4)")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--warmup-epochs", type=float, default=1)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="light data augmentation on the training set (default: on; --no-augment to turn off)")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/latest", help="folder for last.pt and best.pt (default runs/latest)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_guarded(_cli_train))
+
+    e = subparsers.add_parser(
+        "evaluate", help="evaluate a checkpoint on a test split",
+        description="Evaluate a checkpoint written by `train` on the test split of its data. "
+                    "Example: python -m vit_lesson evaluate --checkpoint runs/digits/best.pt --data digits")
+    e.add_argument("--checkpoint", required=True, help="path to a .pt file written by train")
+    e.add_argument("--data", choices=DATASETS, help="data set (default: the one the checkpoint was trained on)")
+    e.add_argument("--data-dir", help="image folder (for --data folder) or CIFAR-10 folder")
+    e.add_argument("--model", choices=models,
+                   help="build this preset and load the weights into it (default: rebuild from the checkpoint's config)")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.set_defaults(func=_guarded(_cli_evaluate))
