@@ -2,9 +2,10 @@
 
 The test launches this file under ``torchrun --standalone --nproc_per_node=2``; each rank runs
 :func:`run` (a few DDP steps of a tiny ViT on digits-like data, then an evaluation) and saves
-what it ended with. The reference is :func:`run` in one process with the global batch size
-(2 x the per-rank batch): DDP averages the two ranks' gradients, which is the gradient of the
-combined batch, so both must end at the same weights and the same evaluation sums.
+what it ended with. The reference is :func:`run` in one process reading the same permutation of
+the data in batches of the global size (2 x the per-rank batch): DDP averages the two ranks'
+gradients, which is the gradient of the combined batch, so both must end at the same weights
+and the same evaluation sums.
 """
 
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from vit_lesson.distributed import (DistInfo, cleanup, init_from_env, make_loader, reduce_metrics, unwrap,
                                     wrap_model)
@@ -33,14 +34,21 @@ def digits_like(n: int, seed: int) -> TensorDataset:
     return TensorDataset(images, labels)
 
 
-def run(info: DistInfo, batch_size: int) -> tuple[dict, dict]:
+def combined_batches(dataset, batch_size, shuffle, info, seed, epoch):
+    """One process reading the permutation that two ranks' ``DistributedSampler`` deals out."""
+    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=seed)
+    sampler.set_epoch(epoch)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+
+
+def run(info: DistInfo, batch_size: int, train_loader=make_loader) -> tuple[dict, dict]:
     """Train a few steps, evaluate; return (the final state dict, the reduced evaluation sums)."""
     torch.manual_seed(info.rank)  # differs per rank on purpose: DDP must copy rank 0's weights
     model = wrap_model(ViT(CONFIG).to(info.device), info)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     train_set, test_set = digits_like(64, seed=1), digits_like(37, seed=2)  # 37: uneven shards
     for epoch in range(EPOCHS):
-        for images, labels in make_loader(train_set, batch_size, True, info, seed=3, epoch=epoch):
+        for images, labels in train_loader(train_set, batch_size, True, info, seed=3, epoch=epoch):
             loss = torch.nn.functional.cross_entropy(model(images), labels)
             optimizer.zero_grad()
             loss.backward()
@@ -79,7 +87,7 @@ def ranks(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def single():
-    return run(DistInfo(), 2 * BATCH)
+    return run(DistInfo(), 2 * BATCH, combined_batches)
 
 
 def test_ranks_hold_identical_parameters(ranks):
@@ -121,10 +129,19 @@ def test_loaders_shard_exactly_and_pad_evenly():
     train = [[int(i) for (batch,) in make_loader(data, 4, True, info, seed=0, epoch=1) for i in batch]
              for info in ranks]
     assert len(train[0]) == len(train[1]) == 6 and set(train[0] + train[1]) == set(range(11))
-    one = [int(i) for (batch,) in make_loader(data, 12, True, DistInfo(), seed=0, epoch=1) for i in batch]
-    assert one[:10] == [x for pair in zip(*train) for x in pair][:10]  # the same permutation, dealt out
-    epoch2 = [int(i) for (batch,) in make_loader(data, 12, True, DistInfo(), seed=0, epoch=2) for i in batch]
-    assert epoch2 != one  # set_epoch: a new order each epoch
+    sampler = DistributedSampler(data, num_replicas=1, rank=0, seed=0)
+    sampler.set_epoch(1)
+    assert list(sampler)[:10] == [x for pair in zip(*train) for x in pair][:10]  # one permutation, dealt out
+
+
+def test_single_process_loader_is_the_plain_seeded_dataloader():
+    data = TensorDataset(torch.arange(20))
+    plain = DataLoader(data, batch_size=6, shuffle=True, generator=torch.Generator().manual_seed(3 + 2))
+    ours = make_loader(data, 6, True, DistInfo(), seed=3, epoch=2)
+    assert [b.tolist() for (b,) in ours] == [b.tolist() for (b,) in plain]
+    other_epoch = make_loader(data, 6, True, DistInfo(), seed=3, epoch=3)
+    assert [b.tolist() for (b,) in other_epoch] != [b.tolist() for (b,) in plain]
+    assert [b.tolist() for (b,) in make_loader(data, 6, False, DistInfo())][0] == [0, 1, 2, 3, 4, 5]
 
 
 def test_errors_name_the_fix(monkeypatch):

@@ -116,28 +116,34 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, info: DistInfo
                 epoch: int = 0, pad: bool | None = None, **loader_kwargs) -> DataLoader:
     """A ``DataLoader`` over this rank's share of ``dataset``; ``batch_size`` is per process.
 
-    ``pad=True`` (the default when ``shuffle``, for training): a ``DistributedSampler``
-    permutes the indices with ``seed + epoch`` (the same permutation on every rank, a new one
-    each epoch) and deals them out in turn, repeating a few samples so every rank has the same
-    number of batches (DDP synchronises every ``backward()``; a rank with one batch more would
-    wait forever). Rank ``r``'s ``t``-th batch and the other ranks' together are exactly the
-    ``t``-th batch of size ``world_size * batch_size`` of one process with the same seed.
+    One process: ``DataLoader(dataset, batch_size, shuffle, generator=seeded(seed + epoch))``,
+    the loader a single-process loop builds anyway, so adopting this changes nothing there.
 
-    ``pad=False`` (the default without ``shuffle``, for evaluation): rank ``r`` gets samples
-    ``r, r + world_size, ...``, each sample exactly once over all ranks, so the sums that
+    Distributed, ``pad=True`` (the default when ``shuffle``, for training): a
+    ``DistributedSampler`` permutes the indices with ``seed + epoch`` (the same permutation on
+    every rank, a new one each epoch: ``set_epoch``) and deals them out in turn, repeating a few
+    samples so every rank has the same number of batches (DDP synchronises every ``backward()``;
+    a rank with one batch more would wait forever). The ranks' ``t``-th batches together are the
+    ``t``-th batch of size ``world_size * batch_size`` of that permutation.
+
+    Distributed, ``pad=False`` (the default without ``shuffle``, for evaluation): rank ``r`` gets
+    samples ``r, r + world_size, ...``, each sample exactly once over all ranks, so the sums that
     :func:`reduce_metrics` adds up are exactly those of one process.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer (per process), got {batch_size}.")
     pad = shuffle if pad is None else pad
+    if shuffle and not pad:
+        raise ValueError("shuffle=True needs pad=True: shuffled training batches must be dealt out "
+                         "evenly. Use pad=False (exact, unpadded shards) for evaluation only.")
+    if not info.distributed:
+        generator = torch.Generator().manual_seed(seed + epoch) if shuffle else None
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, **loader_kwargs)
     if pad:
         sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
                                      shuffle=shuffle, seed=seed)
         sampler.set_epoch(epoch)
     else:
-        if shuffle:
-            raise ValueError("shuffle=True needs pad=True: shuffled training batches must be dealt out "
-                             "evenly. Use pad=False (exact, unpadded shards) for evaluation only.")
         sampler = range(info.rank, len(dataset), info.world_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **loader_kwargs)
 
