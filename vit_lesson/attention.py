@@ -36,6 +36,10 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     ``weights`` is how much query token ``i`` takes from each key token; it sums to 1
     (softmax over the last axis, the keys).
     """
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"q, k, v do not fit together: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}. q and k "
+            "need the same last size d (their dot product), and k and v the same number of tokens.")
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [..., N, N]
     weights = scores.softmax(dim=-1)
     out = (dropout(weights) if dropout is not None else weights) @ v
@@ -54,6 +58,7 @@ class Attention(nn.Module):
                  proj_drop: float = 0.0, fast: bool = True):
         super().__init__()
         self.head_dim = check_heads(dim, num_heads)
+        self.dim = dim
         self.num_heads = num_heads
         self.scale = self.head_dim ** -0.5
         self.fast = fast
@@ -63,6 +68,11 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
+        if x.ndim != 3 or x.shape[-1] != self.dim:
+            raise ValueError(
+                f"Attention expects tokens [B, N, D] with D = {self.dim}, got shape {tuple(x.shape)}. "
+                + ("For one sequence use x.unsqueeze(0)." if x.ndim == 2 else
+                   f"Check the hidden size: the layer was built with dim={self.dim}."))
         B, N, D = x.shape
         # [B, N, 3D] -> [B, N, 3, H, d] -> [3, B, H, N, d]: q, k, v, each split into heads
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)

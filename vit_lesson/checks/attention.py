@@ -1,7 +1,255 @@
-"""Exercise checks for the attention notebook (see vit_lesson.checks.core for the framework)."""
+"""Exercise checks for notebook 03 (attention).
+
+Framework: :mod:`vit_lesson.checks.core`. The test sizes are chosen so that no two axes have the
+same length (``B=2, H=3, N=5, d=4``, ``D = H * d = 12``): a swapped axis or a softmax over the
+wrong one cannot pass by accident. Each check computes what the common mistakes would produce and
+names the mistake when the learner's answer matches one of them.
+"""
 
 from __future__ import annotations
 
-from .core import CheckFailed, call, exercise, expect_close, expect_tensor  # noqa: F401
+import math
+from types import SimpleNamespace
 
-__all__: list[str] = []
+import torch
+from torch import nn
+
+from .core import CheckFailed, LearnerError, call, exercise, expect_close, expect_tensor, fmt_shape
+
+__all__ = ["check_scaled_dot_product_attention", "check_multi_head_attention", "check_post_attention"]
+
+B, H, N, HEAD_DIM = 2, 3, 5, 4
+DIM = H * HEAD_DIM  # 12
+
+
+def _qkv(*shape):
+    shape = shape or (B, H, N, HEAD_DIM)
+    return torch.randn(*shape), torch.randn(*shape), torch.randn(*shape)
+
+
+# --- Exercise 3.1: scaled dot-product attention -------------------------------------------------------
+
+def _sdpa_mistakes(q, k, v):
+    """``{explanation: (out, weights)}`` for each plausible wrong attention."""
+    d = q.shape[-1]
+    scores = q @ k.transpose(-2, -1)
+    mistakes = {
+        "the softmax ran over the queries (dim=-2), so each column sums to 1. It must run over the keys, "
+        "the last axis (dim=-1): row i says how much query i takes from each key, and sums to 1.":
+            (scores / math.sqrt(d)).softmax(dim=-2),
+        f"the scores were not scaled: divide q @ k^T by sqrt(d) = sqrt({d}). Without it, the dot products "
+        "of d-dimensional vectors grow like sqrt(d) and the softmax saturates (one key takes everything).":
+            scores.softmax(dim=-1),
+        f"the scores were divided by d = {d} instead of sqrt(d) = {math.sqrt(d):g}: use "
+        "q.shape[-1] ** 0.5 (or math.sqrt).": (scores / d).softmax(dim=-1),
+        f"the scores were multiplied by sqrt(d) instead of divided: use / sqrt(d) = / {math.sqrt(d):g}.":
+            (scores * math.sqrt(d)).softmax(dim=-1),
+    }
+    return {text: (weights @ v, weights) for text, weights in mistakes.items()}
+
+
+@exercise("3.1", "scaled dot-product attention")
+def check_scaled_dot_product_attention(attention):
+    """``attention(q, k, v) -> (out [B, H, N, d], weights [B, H, N, N])``, softmax(q k^T / sqrt(d)) v.
+
+    Any correct way passes: an explicit softmax, ``F.scaled_dot_product_attention`` for the output
+    with the weights computed beside it, einsum or ``@``.
+    """
+    for q, k, v in (_qkv(), _qkv(1, 2, 7, 16)):
+        what = f"attention(q, k, v) with q, k, v of shape {fmt_shape(q.shape)}"
+        result = call(attention, q, k, v)
+        if isinstance(result, torch.Tensor):
+            raise CheckFailed(f"{what} returned one tensor; return two: (out, weights). The notebook draws "
+                              "the weights, and Attention(return_attention=True) hands them out.")
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise CheckFailed(f"{what} should return a pair (out, weights), got {type(result).__name__}.")
+        out, weights = result
+        n, d = q.shape[-2], q.shape[-1]
+        expect_tensor(weights, "weights")
+        expect_tensor(out, "out")
+        scores = q @ k.transpose(-2, -1)
+        want_weights = (scores / math.sqrt(d)).softmax(dim=-1)
+        mistakes = _sdpa_mistakes(q, k, v)
+        if tuple(weights.shape) != (*q.shape[:-2], n, n):
+            raise CheckFailed(f"weights should be [B, H, N, N] = {fmt_shape((*q.shape[:-2], n, n))} (one row per "
+                              f"query, one column per key), got {fmt_shape(weights.shape)}.")
+        raw = {"weights are the raw scores q @ k^T / sqrt(d): apply the softmax over the keys (dim=-1) "
+               "so that each row sums to 1.": scores / math.sqrt(d),
+               "weights are exp(scores) without dividing by their sum: use .softmax(dim=-1), which also "
+               "normalises each row to sum to 1.": (scores / math.sqrt(d)).exp()}
+        expect_close(weights, want_weights, "weights",
+                     wrong_variants={**{t: w for t, (_, w) in mistakes.items()}, **raw})
+        expect_close(out, want_weights @ v, "out",
+                     wrong_variants={"out is weights^T @ v: multiply weights @ v (each query row mixes the "
+                                     "value rows).": want_weights.transpose(-2, -1) @ v,
+                                     "out is q @ k^T @ v without the softmax: the weighted sum must use "
+                                     "the normalised weights.": scores / math.sqrt(d) @ v})
+    return ("softmax(q k^T / sqrt(d)) v with weights summing to 1 over the keys, for d = 4 and d = 16 "
+            f"(weights {fmt_shape((B, H, N, N))}).")
+
+
+# --- Exercise 3.2: multi-head attention from a fused qkv Linear -------------------------------------
+
+def _layers(dim=DIM, bias=True):
+    qkv, proj = nn.Linear(dim, 3 * dim, bias=bias), nn.Linear(dim, dim)
+    for layer in (qkv, proj):  # larger weights than the default, so mistakes change the numbers a lot
+        nn.init.normal_(layer.weight, std=0.5)
+    return qkv, proj
+
+
+def _heads_attention(q, k, v):
+    return ((q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])).softmax(dim=-1) @ v
+
+
+def _mha_variants(x, qkv, proj, h):
+    """The right answer and ``{explanation: output}`` for each plausible mistake. ``x: [B, N, D]``."""
+    b, n, dim = x.shape
+    d = dim // h
+    with torch.no_grad():
+        fused = qkv(x)                                                    # [B, N, 3D]
+        q, k, v = fused.reshape(b, n, 3, h, d).permute(2, 0, 3, 1, 4)      # each [B, H, N, d]
+        heads = _heads_attention(q, k, v)                                  # [B, H, N, d]
+        merged = heads.transpose(1, 2).reshape(b, n, dim)
+        want = proj(merged)
+        qn, kn, vn = fused.reshape(b, n, 3, h, d).unbind(2)                # each [B, N, H, d]: no transpose
+        across = _heads_attention(qn, kn, vn)                              # attention over heads [B, N, H, H]
+        qi, ki, vi = fused.reshape(b, n, h, 3, d).permute(3, 0, 2, 1, 4)   # (h three d) instead of (three h d)
+        mistakes = {
+            "your output equals the heads' attention before the output projection: apply proj to the merged "
+            "heads. Without it the heads are only concatenated, never mixed.": merged,
+            "the heads were split with view/reshape to [B, N, H, d] but never moved in front of the tokens, "
+            "so the attention weights are [B, N, H, H]: attention ran across the heads of each token instead "
+            "of across tokens. Add .transpose(1, 2) after the view to get [B, H, N, d].":
+                proj(across.reshape(b, n, dim)),
+            "the heads were split without the transpose and merged with one (attention ran across heads, "
+            "weights [B, N, H, H]). Transpose to [B, H, N, d] right after the split, back before the merge.":
+                proj(across.transpose(1, 2).reshape(b, n, dim)),
+            "the heads were merged in the wrong order: [B, H, N, d] was reshaped straight to [B, N, D], which "
+            "mixes tokens. Transpose back to [B, N, H, d] first: .transpose(1, 2).reshape(B, N, D).":
+                proj(heads.reshape(b, n, dim)),
+            "the heads were merged as (d h) instead of (h d): each token's output must be head 0's d numbers, "
+            "then head 1's, ... (einops: 'b h n d -> b n (h d)').":
+                proj(heads.permute(0, 2, 3, 1).reshape(b, n, dim)),
+            "the fused qkv output was split as [B, N, H, 3, d]; its layout is [q | k | v], each D wide: "
+            "reshape(B, N, 3, H, d) (einops: 'b n (three h d) -> three b h n d').":
+                proj(_heads_attention(qi, ki, vi).transpose(1, 2).reshape(b, n, dim)),
+            "the scores were not divided by sqrt(d), the head size (not the hidden size D).":
+                proj((((q @ k.transpose(-2, -1)).softmax(-1)) @ v).transpose(1, 2).reshape(b, n, dim)),
+            f"the scores were divided by sqrt(D) = sqrt({dim}) (the hidden size); divide by sqrt(d) with d = "
+            f"D / H = {d}, the size of one head.":
+                proj((((q @ k.transpose(-2, -1)) / math.sqrt(dim)).softmax(-1) @ v).transpose(1, 2).reshape(b, n, dim)),
+        }
+    return want, mistakes
+
+
+@exercise("3.2", "multi-head attention")
+def check_multi_head_attention(multi_head_attention):
+    """``multi_head_attention(x [B, N, D], qkv, proj, num_heads) -> [B, N, D]``.
+
+    ``qkv`` is ``nn.Linear(D, 3D)`` (output laid out ``[q | k | v]``, timm's layout), ``proj`` is
+    ``nn.Linear(D, D)``. Passes fused or separate q/k/v, einops or reshape, SDPA or explicit softmax.
+    """
+    for x, h in ((torch.randn(B, N, DIM), H), (torch.randn(1, 7, 16), 2)):
+        qkv, proj = _layers(x.shape[-1])
+        what = f"multi_head_attention(x {fmt_shape(x.shape)}, qkv, proj, num_heads={h})"
+        with torch.no_grad():
+            got = expect_tensor(call(multi_head_attention, x, qkv, proj, h), what)
+        want, mistakes = _mha_variants(x, qkv, proj, h)
+        if got.shape != want.shape:
+            raise CheckFailed(f"{what} should return [B, N, D] = {fmt_shape(want.shape)}, got {fmt_shape(got.shape)}. "
+                              "Merge the heads back: [B, H, N, d] -> transpose(1, 2) -> reshape(B, N, D).")
+        expect_close(got, want, "your output", wrong_variants=mistakes, atol=1e-4)
+    return (f"[{B}, {N}, {DIM}] with {H} heads of size {HEAD_DIM}, and [1, 7, 16] with 2 heads: split, attend, "
+            "merge, project — the same numbers as vit_lesson.attention.Attention.")
+
+
+# --- Exercise 3.3: spot the bugs in the blog post's MultiHeadAttention ---------------------------------
+
+def _find_projection(module: nn.Module, dim: int) -> nn.Linear | None:
+    """The learner's output projection: a ``Linear(D, D)`` that is not query/key/value."""
+    extra = [m for name, m in module.named_children()
+             if name not in ("query", "key", "value") and isinstance(m, nn.Linear)
+             and m.in_features == dim and m.out_features == dim]
+    return extra[0] if len(extra) == 1 else None
+
+
+def _post_reference(x, module, h, projection):
+    """The corrected post: separate q/k/v Linears, heads transposed, output projection."""
+    b, n, dim = x.shape
+    d = dim // h
+    split = lambda t: t.view(b, n, h, d).transpose(1, 2)  # noqa: E731 - [B, H, N, d]
+    q, k, v = split(module.query(x)), split(module.key(x)), split(module.value(x))
+    merged = _heads_attention(q, k, v).transpose(1, 2).reshape(b, n, dim)
+    as_in_post = lambda t: t.view(b, n, h, d)  # noqa: E731 - the post's bug: no transpose
+    across = _heads_attention(as_in_post(module.query(x)), as_in_post(module.key(x)), as_in_post(module.value(x)))
+    return merged, (projection(merged) if projection is not None else None), across
+
+
+@exercise("3.3", "spot the bugs")
+def check_post_attention(attention_class):
+    """``attention_class(config)`` with ``config.hidden_size``, ``config.num_heads``; ``forward(x) -> [B, N, D]``.
+
+    The blog post's ``MultiHeadAttention`` has three bugs: ``math`` is not imported, the heads are
+    never transposed in front of the tokens (so attention runs across heads), and there is no
+    output projection. Separate query/key/value Linear layers are fine and are kept.
+    """
+    config = SimpleNamespace(hidden_size=DIM, num_heads=H)
+    module = call(attention_class, config)
+    if not isinstance(module, nn.Module):
+        raise CheckFailed(f"attention_class(config) should build an nn.Module, got {type(module).__name__}.")
+    for name in ("query", "key", "value"):
+        if not isinstance(getattr(module, name, None), nn.Linear):
+            raise CheckFailed(f"keep the post's separate self.{name} = nn.Linear(hidden_size, hidden_size); "
+                              f"the check copies weights into it (separate q/k/v is not a bug).")
+    torch.manual_seed(1)
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, std=0.5)
+    module.eval()
+    projection = _find_projection(module, DIM)
+
+    # With as many tokens as heads the post's code runs (its final view happens to fit) — and is wrong.
+    x_square = torch.randn(B, H, DIM)
+    with torch.no_grad():
+        try:
+            got = expect_tensor(call(module, x_square), "forward(x)")
+        except LearnerError as error:
+            if "math" in str(error):
+                raise CheckFailed("`math` is not defined: the post never imports it. Add `import math` at the "
+                                  "top of the cell (or use ** 0.5).") from None
+            raise
+        merged, want, across = _post_reference(x_square, module, H, projection)
+        post_out = across.permute(0, 2, 1, 3).reshape(B, H, DIM)  # the post's merge, N == H
+        across_msg = ("attention ran across the heads, not across the tokens: after .view(B, N, H, d) the "
+                      "tensors are [B, N, H, d], so q @ k^T gives weights [B, N, H, H] (head-to-head, inside each "
+                      "token). Add .transpose(1, 2) after each view to get [B, H, N, d].")
+        variants = [post_out, across.reshape(B, H, DIM)]  # the post's merge, or a plain reshape
+        variants += [projection(v) for v in variants] if projection is not None else []
+        if any(v.shape == got.shape and torch.allclose(got, v, atol=1e-4) for v in variants):
+            raise CheckFailed(across_msg)
+
+    x = torch.randn(B, N, DIM)
+    what = f"forward(x) with x {fmt_shape(x.shape)}"
+    with torch.no_grad():
+        try:
+            got = expect_tensor(call(module, x), what)
+        except LearnerError as error:
+            if "invalid for input of size" in str(error):
+                raise CheckFailed(f"{error}. With {N} tokens and {H} heads the post's final view fails: the "
+                                  "context is [B, N, H, d], not [B, H, N, d], because the heads were never "
+                                  "transposed in front of the tokens. Add .transpose(1, 2) after each view.") from None
+            raise
+        merged, want, across = _post_reference(x, module, H, projection)
+    if got.shape != (B, N, DIM):
+        raise CheckFailed(f"{what} should return [B, N, D] = {fmt_shape((B, N, DIM))}, got {fmt_shape(got.shape)}.")
+    if torch.allclose(got, merged, atol=1e-4):
+        raise CheckFailed("the heads now attend across tokens (good), but the output is the concatenated heads "
+                          "as they are: the output projection is missing. Add self.proj = nn.Linear(hidden_size, "
+                          "hidden_size) in __init__ and return self.proj(context).")
+    if projection is None:
+        extra = [n for n, m in module.named_children() if n not in ("query", "key", "value")]
+        raise CheckFailed("the output projection is missing: add one nn.Linear(hidden_size, hidden_size) (e.g. "
+                          f"self.proj) besides query/key/value and apply it last (found extra modules: {extra or 'none'}).")
+    expect_close(got, want, "your output", atol=1e-4)
+    return ("heads transposed to [B, H, N, d] (attention across tokens), merged back, and projected: the post's "
+            "layer now matches the reference for 3 and 5 tokens.")
