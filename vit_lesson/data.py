@@ -32,7 +32,7 @@ from .images import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "DIGITS_CLASSES", "SHAPES_CLASSES", "SHAPES_MEAN", "SHAPES_STD",
-    "CIFAR10_MEAN", "CIFAR10_STD", "IMAGE_EXTENSIONS", "TensorImageDataset", "digits_arrays",
+    "CIFAR10_MEAN", "CIFAR10_STD", "IMAGE_EXTENSIONS", "TensorImageDataset", "RandomShiftRotate", "digits_arrays",
     "digits_datasets", "ShapesDataset", "shapes_datasets", "image_folder_dataset",
     "image_folder_datasets", "cifar10_datasets", "load_datasets", "DATASETS",
 ]
@@ -89,9 +89,30 @@ def digits_arrays(seed: int = 0):
                             random_state=seed)
 
 
-def digits_augment(image_size: int) -> v2.Transform:
-    """Small random shifts (up to 1/8 of the image) and rotations (up to 10 degrees); no flips."""
-    return v2.RandomAffine(degrees=10, translate=(0.125, 0.125), scale=(0.9, 1.1))
+class RandomShiftRotate(torch.nn.Module):
+    """Random small affine jitter of one image ``[C, H, W]``: shift, rotation, scale; no flips.
+
+    One ``affine_grid`` + ``grid_sample`` per image (cheaper than ``v2.RandomAffine`` on tiny
+    tensors); uses torch's global RNG, so a seeded run is reproducible. Borders fill with 0.
+    """
+
+    def __init__(self, shift: float = 0.125, degrees: float = 10.0, scale: float = 0.1):
+        super().__init__()
+        self.shift, self.degrees, self.scale = shift, degrees, scale
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        u = torch.rand(4) * 2 - 1  # four numbers in [-1, 1)
+        angle = math.radians(self.degrees) * u[0]
+        zoom = 1 + self.scale * u[1]
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        # affine_grid works in [-1, 1] coordinates: a shift of s image widths is 2 * s.
+        theta = torch.stack([torch.stack([cos, -sin, 2 * self.shift * u[2]]),
+                             torch.stack([sin, cos, 2 * self.shift * u[3]])])[None]
+        grid = F.affine_grid(theta, [1, *image.shape], align_corners=False)
+        return F.grid_sample(image[None], grid, align_corners=False, padding_mode="zeros")[0]
+
+    def extra_repr(self) -> str:
+        return f"shift={self.shift}, degrees={self.degrees}, scale={self.scale}"
 
 
 def digits_datasets(image_size: int = 16, channels: int = 1, augment: bool = False, seed: int = 0):
@@ -118,7 +139,7 @@ def digits_datasets(image_size: int = 16, channels: int = 1, augment: bool = Fal
     # The training pixels' own statistics (never the test set's), the same for every channel.
     mean, std = (train_images.mean().item(),) * channels, (train_images.std().item(),) * channels
     train = TensorImageDataset(train_images, torch.tensor(y_train), DIGITS_CLASSES, mean, std,
-                               digits_augment(image_size) if augment else None)
+                               RandomShiftRotate() if augment else None)
     test = TensorImageDataset(to_images(x_test), torch.tensor(y_test), DIGITS_CLASSES, mean, std)
     return train, test
 
