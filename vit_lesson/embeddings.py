@@ -39,7 +39,8 @@ def sincos_2d_position_embedding(grid_size, dim: int, temperature: float = 10000
     """
     height, width = (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
     if dim % 4 != 0:
-        raise ValueError(f"The 2D sine-cosine embedding needs dim divisible by 4, got {dim}.")
+        raise ValueError(f"The 2D sine-cosine embedding needs dim divisible by 4 (sin and cos for each of "
+                         f"height and width), got {dim}. Use a multiple of 4, e.g. {dim + (-dim) % 4}.")
     y, x = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     omega = 1.0 / temperature ** (torch.arange(dim // 4) / (dim // 4 - 1 if dim > 4 else 1))
     y = y.flatten()[:, None] * omega[None, :]
@@ -48,21 +49,38 @@ def sincos_2d_position_embedding(grid_size, dim: int, temperature: float = 10000
 
 
 def resize_position_embedding(pos_embed: torch.Tensor, new_grid, num_prefix_tokens: int = 1,
-                              mode: str = "bicubic") -> torch.Tensor:
+                              mode: str = "bicubic", antialias: bool = True, old_grid=None) -> torch.Tensor:
     """Resize learned position embeddings to a new patch grid by 2D interpolation.
 
-    ``[1, prefix + H*W, D] -> [1, prefix + H'*W', D]``. The class token's embedding is kept as it
-    is; the patch embeddings are laid out on their ``H x W`` grid, resized, and flattened again.
-    This is how a ViT trained at 224 px is fine-tuned at 384 px (ViT paper, section 3.2).
+    ``[1, prefix + H*W, D] -> [1, prefix + H'*W', D]``. The class token's embedding (the first
+    ``num_prefix_tokens``) is kept as it is; the patch embeddings are laid out on their ``H x W``
+    grid (``old_grid``, default: square), resized, and flattened again in the same row-major order.
+    This is how a ViT trained at 224 px is fine-tuned at 384 px (ViT paper, section 3.2). The
+    defaults (bicubic, ``antialias=True``, ``align_corners=False``) give the same numbers as timm's
+    ``resample_abs_pos_embed``; the same grid size returns the input unchanged.
     """
-    new_h, new_w = (new_grid, new_grid) if isinstance(new_grid, int) else new_grid
+    new_h, new_w = (new_grid, new_grid) if isinstance(new_grid, int) else tuple(new_grid)
+    if pos_embed.ndim != 3 or pos_embed.shape[0] != 1:
+        raise ValueError(f"Expected position embeddings [1, prefix + H*W, D], got shape {tuple(pos_embed.shape)}.")
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    old = int(math.isqrt(grid.shape[1]))
-    if old * old != grid.shape[1]:
-        raise ValueError(f"Expected a square grid of position embeddings, got {grid.shape[1]} patches.")
-    grid = grid.reshape(1, old, old, -1).permute(0, 3, 1, 2)  # [1, D, H, W]
-    grid = F.interpolate(grid.float(), size=(new_h, new_w), mode=mode, align_corners=False)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, new_h * new_w, -1).to(pos_embed.dtype)
+    if old_grid is None:
+        side = math.isqrt(grid.shape[1])
+        if side * side != grid.shape[1]:
+            raise ValueError(
+                f"{grid.shape[1]} patch position embeddings (after {num_prefix_tokens} prefix tokens) do not "
+                "form a square grid: pass old_grid=(H, W), or check num_prefix_tokens (1 for the class token, "
+                "2 with a distillation token).")
+        old_h, old_w = side, side
+    else:
+        old_h, old_w = (old_grid, old_grid) if isinstance(old_grid, int) else tuple(old_grid)
+        if old_h * old_w != grid.shape[1]:
+            raise ValueError(f"old_grid {old_h} x {old_w} = {old_h * old_w} does not match the "
+                             f"{grid.shape[1]} patch position embeddings.")
+    if (old_h, old_w) == (new_h, new_w):
+        return pos_embed
+    grid = grid.reshape(1, old_h, old_w, -1).permute(0, 3, 1, 2)  # [1, D, H, W]: channels first
+    grid = F.interpolate(grid.float(), size=(new_h, new_w), mode=mode, antialias=antialias, align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, new_h * new_w, -1).to(pos_embed.dtype)  # [1, H'*W', D]
     return torch.cat([prefix, grid], dim=1)
 
 

@@ -235,7 +235,7 @@ def check_post_attention(attention_class):
             got = expect_tensor(call(module, x), what)
         except LearnerError as error:
             if "invalid for input of size" in str(error):
-                raise CheckFailed(f"{error}. With {N} tokens and {H} heads the post's final view fails: the "
+                raise CheckFailed(f"{str(error).rstrip('.')}. With {N} tokens and {H} heads the post's final view fails: the "
                                   "context is [B, N, H, d], not [B, H, N, d], because the heads were never "
                                   "transposed in front of the tokens. Add .transpose(1, 2) after each view.") from None
             raise
