@@ -1,0 +1,244 @@
+"""vit_lesson.train: the loop learns, the schedule and parameter groups are right, checkpoints are
+atomic and load with weights_only, a resumed run equals an uninterrupted one, NaN stops the run."""
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from vit_lesson import train as train_module
+from vit_lesson.data import digits_datasets
+from vit_lesson.train import (History, NonFiniteLossError, TrainConfig, build_model, cross_entropy_loss, evaluate,
+                              load_checkpoint, load_model, make_scheduler, parameter_groups, plot_history, predict,
+                              save_checkpoint, train, warmup_cosine_lr)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread is fastest and deterministic
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits8_augmented():
+    """256 training and 128 test digits at 8x8, with augmentation (so RNG state matters)."""
+    train_set, test_set = digits_datasets(8, augment=True)
+    return Subset(train_set, range(256)), Subset(test_set, range(128))
+
+
+@pytest.fixture(scope="module")
+def digits8(digits8_augmented):
+    """The same digits without augmentation."""
+    train_set, test_set = digits8_augmented
+    plain = copy.copy(train_set.dataset)
+    plain.augment = None
+    return Subset(plain, train_set.indices), test_set
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return build_model("digits", 8, 1, 10, patch_size=4, hidden_size=16, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=32)
+
+
+def config(**kw):
+    return TrainConfig(**{**dict(epochs=3, batch_size=32, lr=1e-2, warmup_epochs=1, progress=False), **kw})
+
+
+def test_loss_decreases_and_history_is_complete(digits8):
+    model = tiny_model()
+    history = train(model, *digits8, config(epochs=5))
+    assert isinstance(history, History) and len(history) == 5
+    assert set(history[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+    assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.3
+    assert history[-1]["val_acc"] > 0.25  # chance is 0.1
+    assert history.best()["val_acc"] == max(history.column("val_acc"))
+    assert history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine ends at min_lr
+    assert "val acc" in history.table()
+    fig = plot_history(history)
+    assert len(fig.axes) == 2
+
+
+def test_parameter_groups_no_decay_on_norms_biases_embeddings():
+    model = tiny_model()
+    decay, no_decay = parameter_groups(model, 0.05)
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay_names = {names[id(p)] for p in decay["params"]}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    assert decay_names | no_decay_names == set(names.values()) and not decay_names & no_decay_names
+    assert {"pos_embed", "cls_token", "norm.weight", "norm.bias", "head.bias", "blocks.0.norm1.weight",
+            "blocks.0.attn.qkv.bias", "patch_embed.proj.bias"} <= no_decay_names
+    assert decay_names == {"patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.0.attn.proj.weight",
+                           "blocks.0.mlp.fc1.weight", "blocks.0.mlp.fc2.weight", "head.weight"}
+    # Behaviour: with zero gradients AdamW only decays, so only the decay group moves.
+    optimizer = torch.optim.AdamW(parameter_groups(model, 0.5), lr=0.1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    for n, p in model.named_parameters():
+        if n in no_decay_names:
+            assert torch.equal(p, before[n]), n
+        else:
+            assert torch.allclose(p, before[n] * (1 - 0.1 * 0.5)), n
+
+
+def test_warmup_cosine_schedule_values():
+    base, low, warmup, total = 1e-3, 1e-5, 4, 20
+    lrs = [warmup_cosine_lr(s, base, warmup, total, low) for s in range(total + 1)]
+    assert lrs[:warmup] == pytest.approx([base * k / warmup for k in (1, 2, 3, 4)])  # first step learns
+    assert lrs[warmup] == pytest.approx(base) and lrs[total] == pytest.approx(low)
+    assert lrs[(warmup + total) // 2] == pytest.approx((base + low) / 2)  # half way down the cosine
+    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1:]))
+    # The LambdaLR the trainer uses gives the same values step by step.
+    cfg = TrainConfig(epochs=5, lr=base, min_lr=low, warmup_epochs=1)
+    optimizer = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=base)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=4)
+    seen = []
+    for _ in range(total):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    seen.append(optimizer.param_groups[0]["lr"])
+    assert seen == pytest.approx(lrs)
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(digits8_augmented, tmp_path):
+    digits8 = digits8_augmented
+    straight = tiny_model()
+    history_straight = train(straight, *digits8, config(out_dir=str(tmp_path / "a")))
+
+    calls = {"n": 0}
+    steps_per_epoch = math.ceil(256 / 32)
+    plain = cross_entropy_loss(0.1)
+
+    def interrupted(model, images, labels):  # Ctrl-C in the first step of epoch 3
+        calls["n"] += 1
+        if calls["n"] == 2 * steps_per_epoch + 1:
+            raise KeyboardInterrupt
+        return plain(model, images, labels)
+
+    first = tiny_model()
+    with pytest.raises(KeyboardInterrupt):
+        train(first, *digits8, config(out_dir=str(tmp_path / "b")), loss_fn=interrupted)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 2
+    resumed = tiny_model(seed=123)  # a fresh process: other initial weights, other RNG state
+    torch.manual_seed(999)
+    history_resumed = train(resumed, *digits8, config(out_dir=str(tmp_path / "b"), resume=True))
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0), name
+    assert len(history_resumed) == 3
+    assert history_resumed[-1]["val_loss"] == pytest.approx(history_straight[-1]["val_loss"], abs=1e-6)
+
+
+def test_non_finite_loss_stops_with_message_and_keeps_last_good_checkpoint(digits8, tmp_path):
+    calls = {"n": 0}
+    plain = cross_entropy_loss(0.1)
+
+    def poisoned(model, images, labels):  # epoch 2, third step: the loss turns NaN
+        calls["n"] += 1
+        loss, logits = plain(model, images, labels)
+        return (loss * float("nan") if calls["n"] == 8 + 3 else loss), logits
+
+    with pytest.raises(NonFiniteLossError) as info:
+        train(tiny_model(), *digits8, config(out_dir=str(tmp_path)), loss_fn=poisoned)
+    message = str(info.value)
+    assert "nan" in message and "epoch 2, step 2" in message
+    assert "learning rate is too high" in message and "GradScaler" in message and "last.pt" in message
+    checkpoint = load_checkpoint(tmp_path / "last.pt", tiny_model())
+    assert checkpoint["epoch"] == 1 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())
+
+
+def test_huge_learning_rate_is_caught(digits8):
+    model = tiny_model()
+    with torch.no_grad():  # an exploded model (what lr=1e6 leads to within a few steps)
+        model.head.weight.fill_(float("inf"))
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 0"):
+        train(model, *digits8, config(epochs=1))
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    model = tiny_model()
+    path = save_checkpoint(tmp_path / "last.pt", model, epoch=1)
+    good = path.read_bytes()
+
+    def broken_save(obj, file, *args, **kwargs):  # a crash (or full disk) half way through the write
+        file.write(b"half a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(train_module.torch, "save", broken_save)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(path, tiny_model(seed=1), epoch=2)
+    monkeypatch.undo()
+    assert path.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert load_checkpoint(path)["epoch"] == 1
+
+
+def test_checkpoint_loads_with_weights_only_and_rebuilds_the_model(digits8, tmp_path):
+    model = tiny_model()
+    train(model, *digits8, config(epochs=1, out_dir=str(tmp_path)), classes=[str(i) for i in range(10)])
+    raw = torch.load(tmp_path / "best.pt", weights_only=True)  # only tensors and plain types inside
+    assert raw["model_config"]["hidden_size"] == 16 and raw["classes"][3] == "3" and raw["epoch"] == 1
+    assert set(raw) >= {"model", "optimizer", "scheduler", "scaler", "history", "rng", "train_config"}
+    rebuilt, _ = load_model(tmp_path / "best.pt")
+    images = torch.stack([digits8[1][i][0] for i in range(8)])
+    model.eval()
+    assert torch.allclose(rebuilt(images), model(images), atol=1e-6)
+
+
+def test_checkpoint_from_another_config_is_a_clear_error(tmp_path):
+    save_checkpoint(tmp_path / "m.pt", tiny_model())
+    other = build_model("digits", 8, 1, 10, patch_size=4, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32)
+    with pytest.raises(ValueError, match="does not fit this model.*cls_token|does not fit this model"):
+        load_checkpoint(tmp_path / "m.pt", other)
+    with pytest.raises(ValueError, match="No checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_predict_and_evaluate_match_a_manual_pass(digits8):
+    model = tiny_model().train()
+    test_set = digits8[1]
+    logits, labels = predict(model, test_set, batch_size=50)
+    assert logits.shape == (128, 10) and labels.shape == (128,) and model.training  # mode restored
+    images = torch.stack([test_set[i][0] for i in range(128)])
+    model.eval()
+    with torch.no_grad():
+        manual = model(images)
+    assert torch.allclose(logits, manual, atol=1e-5)
+    result = evaluate(model, test_set)
+    assert result["accuracy"] == pytest.approx((manual.argmax(1) == labels).float().mean().item())
+    assert result["loss"] == pytest.approx(nn.functional.cross_entropy(manual, labels).item(), rel=1e-5)
+
+
+def test_any_module_and_a_custom_loss_train(digits8, tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    seen = []
+
+    def loss_fn(model, images, labels):
+        seen.append(len(labels))
+        logits = model(images)
+        return nn.functional.cross_entropy(logits, labels), logits
+
+    history = train(model, *digits8, config(epochs=2, out_dir=str(tmp_path)), loss_fn=loss_fn)
+    assert sum(seen) == 2 * 256 and history[-1]["val_acc"] > 0.5
+    assert load_checkpoint(tmp_path / "last.pt")["model_config"] is None
+
+
+def test_bf16_autocast_on_cpu_trains(digits8):
+    history = train(tiny_model(), *digits8, config(epochs=1, amp=True))
+    assert math.isfinite(history[0]["train_loss"])
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="min_lr"):
+        TrainConfig(lr=1e-4, min_lr=1e-3)
+    with pytest.raises(ValueError, match="out_dir"):
+        train(tiny_model(), [], [], TrainConfig(resume=True, progress=False))
