@@ -17,8 +17,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from vit_lesson.distributed import (DistInfo, cleanup, init_from_env, make_loader, reduce_metrics, unwrap,
-                                    wrap_model)
+from vit_lesson.distributed import (DistInfo, all_ranks, cleanup, init_from_env, make_loader, reduce_metrics,
+                                    unwrap, wrap_model)
 from vit_lesson.model import ViT, ViTConfig
 
 BATCH, EPOCHS = 8, 2  # per rank; 64 training images -> 4 steps of 2 x 8 per epoch
@@ -68,7 +68,8 @@ def worker(out_dir: str) -> None:
     info = init_from_env(device="cpu")
     assert info.distributed and info.world_size == 2 and info.is_main == (info.rank == 0)
     state, totals = run(info, BATCH)
-    torch.save({"state": state, "totals": totals, "rank": info.rank}, Path(out_dir) / f"rank{info.rank}.pt")
+    votes = [all_ranks(True, info), all_ranks(info.rank == 0, info), all_ranks(torch.tensor(True), info)]
+    torch.save({"state": state, "totals": totals, "votes": votes}, Path(out_dir) / f"rank{info.rank}.pt")
     cleanup(info)
 
 
@@ -111,6 +112,10 @@ def test_reduced_metrics_equal_the_single_process_ones(ranks, single):
         assert rank["totals"]["loss"] == pytest.approx(totals["loss"], rel=1e-5)
 
 
+def test_all_ranks_agree_on_a_vote(ranks):
+    assert ranks[0]["votes"] == ranks[1]["votes"] == [True, False, True]  # rank 1 said no to the second
+
+
 def test_single_process_fallback(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     info = init_from_env(device="cpu")
@@ -118,6 +123,7 @@ def test_single_process_fallback(monkeypatch):
     model = torch.nn.Linear(2, 2)
     assert wrap_model(model, info) is model and unwrap(model) is model
     assert reduce_metrics({"count": 3, "loss": torch.tensor(1.5)}, info) == {"count": 3.0, "loss": 1.5}
+    assert all_ranks(True, info) and not all_ranks(torch.tensor(False), info)
     cleanup(info)
 
 

@@ -15,6 +15,9 @@ The training loop changes in six places (docs/scaling.md has the code)::
     totals = reduce_metrics(sums, info)                      # 4. sums over all ranks
     if info.is_main: save(unwrap(model))                     # 5. print/save on rank 0 only
     cleanup(info)                                            # 6. leave the group
+
+Decisions every rank must take together go through :func:`all_ranks`, e.g. stopping on a
+non-finite loss: ``if not all_ranks(torch.isfinite(loss), info): raise ...``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["DistInfo", "init_from_env", "wrap_model", "make_loader", "reduce_metrics", "unwrap", "cleanup"]
+__all__ = ["DistInfo", "init_from_env", "wrap_model", "make_loader", "reduce_metrics", "all_ranks", "unwrap",
+           "cleanup"]
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,16 @@ def reduce_metrics(sums: Mapping[str, float | torch.Tensor], info: DistInfo) -> 
     values = torch.tensor([float(sums[name]) for name in names], dtype=torch.float64, device=info.device)
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return dict(zip(names, values.tolist()))
+
+
+def all_ranks(flag: bool | torch.Tensor, info: DistInfo) -> bool:
+    """``True`` on every rank if ``flag`` is true on every rank, else ``False`` on every rank.
+
+    For decisions all ranks must take together, such as stopping on a non-finite loss: a rank
+    that stops alone leaves the others waiting in ``backward()`` for it forever.
+    """
+    failures = reduce_metrics({"failures": 0.0 if bool(flag) else 1.0}, info)
+    return failures["failures"] == 0
 
 
 def cleanup(info: DistInfo) -> None:
