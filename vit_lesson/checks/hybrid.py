@@ -1,7 +1,67 @@
-"""Exercise checks for the hybrid notebook (see vit_lesson.checks.core for the framework)."""
+"""Exercise checks for notebook 09, the hybrid (see vit_lesson.checks.core for the framework)."""
 
 from __future__ import annotations
 
-from .core import CheckFailed, call, exercise, expect_close, expect_tensor  # noqa: F401
+import torch
+from torch import nn
 
-__all__: list[str] = []
+from .core import CheckFailed, call, exercise, expect_close, fmt_shape
+
+__all__ = ["check_resnet_stem"]
+
+
+def _reference_stem(resnet: nn.Module, x: torch.Tensor, stages: int, relu=True, maxpool=True, bn=True):
+    x = resnet.conv1(x)
+    x = resnet.bn1(x) if bn else x
+    x = resnet.relu(x) if relu else x
+    x = resnet.maxpool(x) if maxpool else x
+    for i in range(1, stages + 1):
+        x = getattr(resnet, f"layer{i}")(x)
+    return x
+
+
+@exercise("9.1", "resnet_stem")
+def check_resnet_stem(resnet_stem):
+    """``resnet_stem(resnet, stages) -> nn.Module`` mapping ``[B, 3, H, W]`` to the feature map after ``layer{stages}``."""
+    import torchvision
+
+    resnet = torchvision.models.resnet18().eval()  # the post's kind of backbone, 1000 ImageNet classes
+    x = torch.randn(2, 3, 32, 32)
+    for stages in (1, 3):
+        stem = call(resnet_stem, resnet, stages)
+        if not isinstance(stem, nn.Module):
+            raise CheckFailed(f"resnet_stem should return an nn.Module (e.g. nn.Sequential), got "
+                              f"{type(stem).__name__}.")
+        with torch.no_grad():
+            got = call(stem.eval(), x)
+            want = _reference_stem(resnet, x, stages)
+        if not isinstance(got, torch.Tensor):
+            raise CheckFailed(f"Your stem should return a tensor, got {type(got).__name__}.")
+        if got.ndim == 2:
+            raise CheckFailed(
+                f"With stages={stages} your stem returns {fmt_shape(got.shape)}: the ResNet's classification "
+                f"logits. As tokens that is [B, 1, {got.shape[1]}]: one token with no position, nothing to "
+                f"attend over. Keep conv1, bn1, relu, maxpool and the stages up to "
+                f"layer{stages}; leave out avgpool and fc.")
+        if got.ndim == 4 and got.shape[-2:] == (1, 1) and want.shape[-1] > 1:
+            raise CheckFailed(
+                f"With stages={stages} your stem returns {fmt_shape(got.shape)}: the global average pool "
+                "squeezed the map to 1x1 (one token). Leave out avgpool: the tokens are the positions of "
+                f"the feature map {fmt_shape(want.shape)}.")
+        if got.shape != want.shape:
+            for other in range(0, 5):
+                if other != stages and got.shape == _reference_stem(resnet, x, other).shape:
+                    raise CheckFailed(
+                        f"With stages={stages} your stem returns {fmt_shape(got.shape)}, the map after "
+                        f"{'the stem convolution' if other == 0 else f'layer{other}'}; expected "
+                        f"{fmt_shape(want.shape)} (after layer{stages}). stages counts layer1..layer4.")
+            raise CheckFailed(f"With stages={stages} expected a feature map {fmt_shape(want.shape)}, got "
+                              f"{fmt_shape(got.shape)}.")
+        with torch.no_grad():
+            wrong = {
+                "the ReLU after bn1 is missing.": _reference_stem(resnet, x, stages, relu=False),
+                "bn1 is missing (conv1 -> relu without the batch norm).": _reference_stem(resnet, x, stages, bn=False),
+            }
+        expect_close(got, want, f"The feature map after layer{stages}", wrong, atol=1e-4)
+    return ("conv1 -> bn1 -> relu -> maxpool -> layer1..layerK: [2, 3, 32, 32] images give [2, 64, 8, 8] "
+            "after layer1 (64 tokens each) and [2, 256, 2, 2] after layer3 (4 tokens each).")

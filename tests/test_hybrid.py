@@ -1,0 +1,132 @@
+"""Notebook 09: the CNN + ViT hybrid (ViT paper, Sec. 3.1) and the 9.1 check."""
+
+import copy
+from functools import partial
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from vit_lesson import checks
+from vit_lesson.distill import small_resnet
+from vit_lesson.hybrid import HybridViT, feature_shape, hybrid_vit, resnet_stem
+from vit_lesson.model import get_config
+
+
+def config(image_size=16, channels=1, **overrides):
+    return get_config("micro", image_size=image_size, patch_size=1, num_channels=channels, hidden_size=32,
+                      num_hidden_layers=2, intermediate_size=64, **overrides)
+
+
+@pytest.mark.parametrize("stages, channels, size", [(0, 8, 16), (1, 8, 16), (2, 16, 8), (3, 32, 4)])
+def test_resnet_stem_is_the_resnets_own_early_stages(stages, channels, size):
+    resnet = small_resnet(10, 1, width=8).eval()
+    stem = resnet_stem(resnet, stages)
+    assert list(dict(stem.named_children())) == ["conv1", "bn1", "relu", "maxpool"] + [f"layer{i}" for i in range(1, stages + 1)]
+    assert stem.conv1 is resnet.conv1  # shared, not copied: pretrained weights come along
+    x = torch.randn(2, 1, 16, 16)
+    out = stem(x)
+    assert out.shape == (2, channels, size, size)
+    want = resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(x))))
+    for i in range(1, stages + 1):
+        want = getattr(resnet, f"layer{i}")(want)
+    torch.testing.assert_close(out, want)
+
+
+@pytest.mark.parametrize("stages, grid, dim", [(1, 16, 8), (2, 8, 16), (3, 4, 32)])
+def test_hybrid_tokens_are_the_feature_map_positions(stages, grid, dim):
+    torch.manual_seed(0)
+    model = hybrid_vit(config(), stages=stages, width=8)
+    x = torch.randn(2, 1, 16, 16)
+    assert model.patch_embed.grid_size == (grid, grid) and model.patch_embed.in_chans == dim
+    assert model.patch_embed.proj.kernel_size == (1, 1)
+    assert model.pos_embed.shape == (1, grid * grid + 1, 32)
+    assert model.patch_embed(x).shape == (2, grid * grid, 32)
+    assert model.forward_features(x).shape == (2, grid * grid + 1, 32)
+    assert model(x).shape == (2, 10)
+    out = model(x, output_attentions=True)
+    assert out.attentions[-1].shape == (2, 4, grid * grid + 1, grid * grid + 1)
+
+
+def test_imagenet_stem_resnet50_gives_the_papers_token_grid():
+    # ViT paper: with the ImageNet stem a 224 px image is 14x14 after stage 3 (stride 16), as ViT-B/16.
+    backbone = resnet_stem(torchvision.models.resnet50(), 3)
+    assert feature_shape(backbone, 224, 3) == (1024, 14, 14)
+    model = hybrid_vit(config(64, 3), resnet="resnet50", stages=3, small_input=False)
+    assert model.patch_embed.grid_size == (4, 4) and model.patch_embed.in_chans == 1024
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_parameter_names_are_timms_and_equal_timms_hybrid():
+    from timm.layers import HybridEmbed
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    model = hybrid_vit(config(), stages=2, width=8).eval()
+    names = set(model.state_dict())
+    assert {"patch_embed.proj.weight", "patch_embed.backbone.conv1.weight", "patch_embed.backbone.layer2.1.conv2.weight",
+            "cls_token", "pos_embed", "blocks.1.attn.qkv.weight", "norm.weight", "head.weight"} <= names
+    embed = partial(HybridEmbed, backbone=copy.deepcopy(model.patch_embed.backbone))
+    reference = VisionTransformer(img_size=16, patch_size=1, in_chans=1, num_classes=10, embed_dim=32, depth=2,
+                                  num_heads=4, mlp_ratio=2.0, embed_layer=embed).eval()
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(2, 1, 16, 16)
+    torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=1e-5)
+
+
+def test_errors_name_the_problem_and_the_fix():
+    with pytest.raises(ValueError, match="stages must be 0..4"):
+        resnet_stem(torchvision.models.resnet18(), 5)
+    with pytest.raises(ValueError, match="has no conv1"):
+        resnet_stem(nn.Linear(2, 2), 1)
+    # The blog post's hybrid: the whole ResNet returns logits, not a feature map.
+    with pytest.raises(ValueError, match=r"returns shape \[1, 1000\].*logits.*resnet_stem"):
+        HybridViT(torchvision.models.resnet18(), config(32, 3))
+    # The ImageNet stem downsamples 32x after layer4: a 32 px image leaves a 1x1 map.
+    with pytest.raises(ValueError, match="1x1 feature map"):
+        hybrid_vit(config(32, 3), stages=4, small_input=False)
+    model = hybrid_vit(config(), stages=2, width=8)
+    with pytest.raises(ValueError, match="built for 16x16 images"):
+        model(torch.randn(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="small_input=False"):
+        hybrid_vit(config(), weights="DEFAULT")
+    with pytest.raises(ValueError, match="3-channel"):
+        hybrid_vit(config(), weights="DEFAULT", small_input=False)
+    with pytest.raises(ValueError, match="resnet18, resnet34 or resnet50"):
+        hybrid_vit(config(), resnet="resnet101")
+    with pytest.raises(ValueError, match="feature map is 12x12, not divisible by patch_size=8"):
+        HybridViT(resnet_stem(small_resnet(10, 1, width=8), 2), config(24), patch_size=8)
+
+
+def test_feature_probe_leaves_batchnorm_statistics_and_mode_alone():
+    resnet = small_resnet(10, 1, width=8).train()
+    before = resnet.bn1.running_mean.clone()
+    feature_shape(resnet_stem(resnet, 1), 16, 1)
+    assert resnet.training and torch.equal(resnet.bn1.running_mean, before)
+
+
+# --- check 9.1 --------------------------------------------------------------------------------------
+
+def test_check_9_1_passes_correct_answers():
+    assert checks.check_resnet_stem(resnet_stem)
+    by_children = lambda r, k: nn.Sequential(*list(r.children())[:4 + k])  # noqa: E731
+    assert checks.check_resnet_stem(by_children)
+
+
+@pytest.mark.parametrize("wrong, words", [
+    (lambda r, k: r, "classification logits"),
+    (lambda r, k: nn.Sequential(*list(r.children())[:-1]), "average pool"),
+    (lambda r, k: resnet_stem(r, k + 1), "the map after layer"),
+    (lambda r, k: nn.Sequential(r.conv1, r.bn1, r.maxpool, *[getattr(r, f"layer{i}") for i in range(1, k + 1)]), "ReLU"),
+])
+def test_check_9_1_names_each_mistake(wrong, words):
+    result = checks.check_resnet_stem(wrong)
+    assert not result and words in result.message
+
+
+def test_check_9_1_placeholder():
+    def placeholder(resnet, stages):
+        raise NotImplementedError("Exercise not done yet")
+
+    assert checks.check_resnet_stem(placeholder).status == "todo"
