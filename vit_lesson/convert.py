@@ -69,8 +69,42 @@ def to_timm_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torc
     return dict(state_dict)
 
 
+def check_timm_compatible(timm_model: nn.Module) -> None:
+    """Raise a ``ValueError`` if a timm ``VisionTransformer`` uses a feature our ``ViT`` lacks.
+
+    Our ViT is the paper's: a class token read out for classification, learned position embeddings
+    for every token, plain pre-norm blocks with exact GELU. Variants such as CLIP (``norm_pre``),
+    DINOv2 (layer scale, register tokens) or average-pooled models compute something else, so
+    loading their weights would silently give different outputs.
+    """
+    block = timm_model.blocks[0]
+    problems = {
+        "global_pool must be 'token' (classify from the class token)":
+            getattr(timm_model, "global_pool", "token") != "token",
+        "it has no class token": getattr(timm_model, "cls_token", None) is None,
+        "it has register tokens": getattr(timm_model, "num_reg_tokens", 0) > 0,
+        "its class token has no position embedding (no_embed_class)": getattr(timm_model, "no_embed_class", False),
+        "it normalises before the blocks (norm_pre)": not isinstance(getattr(timm_model, "norm_pre", nn.Identity()), nn.Identity),
+        "it normalises after pooling (fc_norm)": not isinstance(getattr(timm_model, "fc_norm", nn.Identity()), nn.Identity),
+        "its blocks use layer scale (ls1/ls2)": not isinstance(getattr(block, "ls1", nn.Identity()), nn.Identity),
+        "its attention normalises q and k (qk_norm)": not isinstance(getattr(block.attn, "q_norm", nn.Identity()), nn.Identity),
+        "its MLP is not Linear-GELU-Linear": not (isinstance(getattr(block.mlp, "act", None), nn.GELU)
+                                                 and block.mlp.act.approximate == "none"),
+        "its norm layers are not LayerNorm": not isinstance(block.norm1, nn.LayerNorm),
+    }
+    found = [what for what, bad in problems.items() if bad]
+    if found:
+        raise ValueError(
+            f"This timm model is not the paper's ViT, so vit_lesson.model.ViT cannot reproduce it: "
+            f"{'; '.join(found)}. Use a plain ViT checkpoint such as "
+            "'vit_base_patch16_224.augreg2_in21k_ft_in1k' or 'vit_tiny_patch16_224.augreg_in21k_ft_in1k'."
+        )
+
+
 def config_from_timm(timm_model: nn.Module) -> ViTConfig:
-    """Read a ``ViTConfig`` off a timm ``VisionTransformer`` instance."""
+    """Read a ``ViTConfig`` off a timm ``VisionTransformer`` instance (checked with
+    :func:`check_timm_compatible`)."""
+    check_timm_compatible(timm_model)
     block = timm_model.blocks[0]
     return ViTConfig(
         image_size=timm_model.patch_embed.img_size[0], patch_size=timm_model.patch_embed.patch_size[0],
@@ -83,14 +117,44 @@ def config_from_timm(timm_model: nn.Module) -> ViTConfig:
 
 
 def vit_from_timm(timm_model: nn.Module) -> ViT:
-    """Our ``ViT`` carrying exactly the weights of a timm ``VisionTransformer``."""
-    model = ViT(config_from_timm(timm_model))
-    model.load_state_dict(from_timm_state_dict(timm_model.state_dict()))
-    return model
+    """Our ``ViT`` carrying exactly the weights of a timm ``VisionTransformer`` (timm -> ours).
+
+    The model is built on the meta device (no memory, no random init) and then takes copies of
+    timm's tensors, so converting ViT-Base costs one copy of its weights and nothing else.
+    """
+    with torch.device("meta"):
+        model = ViT(config_from_timm(timm_model))
+    state_dict = {k: v.detach().clone() for k, v in from_timm_state_dict(timm_model.state_dict()).items()}
+    model.load_state_dict(state_dict, assign=True)
+    return model.train(timm_model.training)
 
 
-def load_pretrained_timm(name: str = "vit_base_patch16_224.augreg2_in21k_ft_in1k") -> ViT:
-    """Download a pretrained timm ViT (needs network, e.g. on Colab) and return it as our ``ViT``."""
+def timm_from_vit(model: ViT) -> nn.Module:
+    """A timm ``VisionTransformer`` carrying exactly the weights of our ``ViT`` (ours -> timm)."""
+    with torch.device("meta"):
+        timm_model = create_timm_model(model.config)
+    state_dict = {k: v.detach().clone() for k, v in to_timm_state_dict(model.state_dict()).items()}
+    check_state_dict(timm_model, state_dict)
+    timm_model.load_state_dict(state_dict, assign=True)
+    return timm_model.train(model.training)
+
+
+def load_pretrained_timm(name: str = "vit_base_patch16_224.augreg2_in21k_ft_in1k",
+                         pretrained: bool = True) -> ViT:
+    """A timm ViT as our ``ViT``, in eval mode: with ``pretrained=True`` its trained weights are
+    downloaded (needs network, e.g. on Colab; cached afterwards); with ``pretrained=False`` the same
+    architecture with random weights (offline, for testing the path)."""
     import timm
 
-    return vit_from_timm(timm.create_model(name, pretrained=True).eval())
+    return vit_from_timm(timm.create_model(name, pretrained=pretrained)).eval()
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet-1k class names in model output order ("tench", ..., "tabby, tabby cat", ...).
+
+    timm ships them (``timm.data.ImageNetInfo``), so no download is needed.
+    """
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [info.index_to_description(i) for i in range(info.num_classes())]

@@ -1,7 +1,112 @@
-"""Exercise checks for the model notebook (see vit_lesson.checks.core for the framework)."""
+"""Exercise checks for notebook 05, the whole ViT (see vit_lesson.checks.core for the framework).
+
+- 5.1 ``count_vit_parameters(config) -> int``: the parameter count by formula.
+- 5.2 ``classify(tokens, norm, head) -> logits``: the class-token readout.
+"""
 
 from __future__ import annotations
 
-from .core import CheckFailed, call, exercise, expect_close, expect_tensor  # noqa: F401
+import torch
+from torch import nn
 
-__all__: list[str] = []
+from ..flops import vit_parameter_parts
+from ..model import ViT, count_parameters, get_config
+from .core import CheckFailed, call, exercise, expect_close, expect_tensor
+
+__all__ = ["check_count_parameters", "check_classify"]
+
+# Shapes chosen so that no two mistakes cost the same number of parameters.
+_CONFIGS = (
+    get_config("micro"),
+    get_config("micro", image_size=48, patch_size=8, num_channels=3, hidden_size=96, num_hidden_layers=3,
+               num_attention_heads=4, intermediate_size=200, num_classes=7),
+    get_config("tiny"),
+)
+
+
+def _mistakes(config) -> dict[str, int]:
+    """What each common counting mistake would return for ``config``."""
+    parts = vit_parameter_parts(config)
+    total = sum(parts.values())
+    D, M, L, K = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.num_classes
+    N = config.num_patches
+    biases = D + L * (3 * D + D + M + D) + K          # patch_embed, qkv, proj, fc1, fc2, head
+    norms = 2 * D * (2 * L + 1)                       # norm1, norm2 per block, final norm
+    return {
+        "the biases are missing (every nn.Linear and the patch Conv2d has one: out_features numbers)":
+            total - biases,
+        "the LayerNorms are missing: each has a weight and a bias of D numbers (norm1 and norm2 in "
+        "every block, plus the final norm)": total - norms,
+        "the LayerNorms' biases are missing: a LayerNorm has 2 x D parameters (weight and bias)":
+            total - norms // 2,
+        "D numbers are missing: the class token (D numbers), or one position embedding: there are "
+        "N + 1 positions (the class token has one too), so pos_embed is (N + 1) x D": total - D,
+        "the position embeddings are missing ((N + 1) x D numbers)": total - (N + 1) * D,
+        "the class token and the position embeddings are both missing": total - D - (N + 1) * D,
+        "the classification head is missing (D x num_classes + num_classes)": total - parts["head"],
+        "the head's bias is missing (num_classes numbers)": total - K,
+        "the final LayerNorm (after the last block) is missing (2 x D)": total - 2 * D,
+        "the MLP was counted with 4 x hidden_size; use config.intermediate_size":
+            total - L * (2 * D * M + M) + L * (2 * D * 4 * D + 4 * D),
+        "q, k and v were counted as one D x D matrix; the qkv projection is D x 3D (+ 3D bias)":
+            total - L * (2 * D * D + 2 * D),
+        "the output projection attn.proj (D x D + D) is missing in each block": total - L * (D * D + D),
+        "the patch embedding ignores the channels: it maps C x P x P pixels to D numbers":
+            total - (config.num_channels - 1) * config.patch_size ** 2 * D,
+        "only one block was counted: multiply by num_hidden_layers": total - (L - 1) * parts["blocks"] // L,
+    }
+
+
+@exercise("5.1", "count the parameters")
+def check_count_parameters(count_vit_parameters):
+    """Compare with ``count_parameters(ViT(config))`` on three shapes; name the missing piece."""
+    for config in _CONFIGS:
+        with torch.device("meta"):
+            want = count_parameters(ViT(config))
+        got = call(count_vit_parameters, config)
+        if not isinstance(got, int) or isinstance(got, bool):
+            if isinstance(got, torch.Tensor) and got.numel() == 1:
+                got = int(got.item())
+            elif isinstance(got, float) and got.is_integer():
+                got = int(got)
+            else:
+                raise CheckFailed(f"count_vit_parameters should return an int, got {type(got).__name__}.")
+        if got == want:
+            continue
+        shape = (f"(image {config.image_size}, patch {config.patch_size}, D {config.hidden_size}, "
+                 f"L {config.num_hidden_layers}, MLP {config.intermediate_size}, {config.num_classes} classes)")
+        for explanation, variant in _mistakes(config).items():
+            if got == variant:
+                raise CheckFailed(f"{got:,} instead of {want:,} for {shape}: {explanation}.")
+        parts = ", ".join(f"{k} {v:,}" for k, v in vit_parameter_parts(config).items())
+        raise CheckFailed(f"{got:,} instead of {want:,} for {shape} (off by {want - got:+,}). The pieces: "
+                          f"{parts}.")
+    return "your formula matches real instances of three different shapes (micro, a custom one, Tiny)."
+
+
+@exercise("5.2", "classify from the class token")
+def check_classify(classify):
+    """``classify(tokens [B, N+1, D], norm, head) -> [B, num_classes]``: ``head(norm(tokens)[:, 0])``."""
+    D, K = 16, 5
+    norm, head = nn.LayerNorm(D, eps=1e-6), nn.Linear(D, K)
+    with torch.no_grad():
+        nn.init.normal_(norm.weight, 1.0, 0.5), nn.init.normal_(norm.bias, 0.0, 0.5)
+        tokens = torch.randn(3, 10, D) * 2 + 0.5
+        got = call(classify, tokens.clone(), norm, head)
+        got = expect_tensor(got, "classify(tokens, norm, head)")
+        want = head(norm(tokens)[:, 0])
+        if got.shape == (3, 10, K):
+            raise CheckFailed("the head ran on every token ([B, N+1, classes]); ViT classifies from the "
+                              "class token alone: take tokens[:, 0] (position 0) before the head.")
+        wrong = {
+            "this is the last token, tokens[:, -1] (a patch in the bottom-right corner). The class "
+            "token is the one we prepended: position 0, tokens[:, 0].": head(norm(tokens)[:, -1]),
+            "this is the mean over all tokens (global average pooling, an alternative some ViTs use); "
+            "the paper's ViT reads the class token alone: tokens[:, 0].": head(norm(tokens).mean(1)),
+            "this is the mean over the patch tokens (global average pooling); the paper's ViT reads "
+            "the class token: tokens[:, 0].": head(norm(tokens)[:, 1:].mean(1)),
+            "the final LayerNorm was skipped: y = LN(z_L^0) (Eq. 4), then the head. Use "
+            "head(norm(tokens)[:, 0]).": head(tokens[:, 0]),
+        }
+        expect_close(got, want, "classify(tokens, norm, head)", wrong_variants=wrong)
+    return "logits = head(norm(tokens)[:, 0]): the class token's final state, normalised (Eq. 4)."
