@@ -242,3 +242,85 @@ def test_bad_config_values():
         TrainConfig(lr=1e-4, min_lr=1e-3)
     with pytest.raises(ValueError, match="out_dir"):
         train(tiny_model(), [], [], TrainConfig(resume=True, progress=False))
+
+
+# --- exercise checks 6.1 and 6.2 -------------------------------------------------------------------
+
+def _lr_variant(warm, decay):
+    def lr_at(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
+        if step < warmup_steps:
+            return warm(step, base_lr, warmup_steps)
+        return decay(step, base_lr, warmup_steps, total_steps, min_lr)
+    return lr_at
+
+
+def _cos(progress, base_lr, min_lr):
+    return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+RIGHT_WARM = lambda s, b, w: b * (s + 1) / w  # noqa: E731
+RIGHT_DECAY = lambda s, b, w, t, m: _cos((s - w) / (t - w), b, m)  # noqa: E731
+
+
+@pytest.mark.parametrize("lr_at, words", [
+    (_lr_variant(lambda s, b, w: b * s / w, RIGHT_DECAY), "step 0 gets lr 0"),
+    (_lr_variant(lambda s, b, w: b * (s + 1) / (w + 1), RIGHT_DECAY), "never reaches base_lr"),
+    (_lr_variant(RIGHT_WARM, lambda s, b, w, t, m: _cos((s - w) / t, b, m)), "does not reach min_lr"),
+    (_lr_variant(RIGHT_WARM, lambda s, b, w, t, m: _cos((s - w) / (t - w), b, 0.0)), "ignores min_lr"),
+    (_lr_variant(RIGHT_WARM, lambda s, b, w, t, m: _cos(s / t, b, m)), "starts at step 0"),
+    (lambda s, b, w, t, m=0.0: _cos(s / t, b, m), "no warmup"),
+    (_lr_variant(RIGHT_WARM, lambda s, b, w, t, m: m + (b - m) * (1 - (s - w) / (t - w))), "linear, not a cosine"),
+    (lambda s, b, w, t, m=0.0: 1e-3, "should have lr"),
+])
+def test_check_lr_schedule_names_mistakes(lr_at, words):
+    from vit_lesson import checks
+
+    result = checks.check_lr_schedule(lr_at)
+    assert result.status == "fail" and words in result.message
+
+
+def test_check_lr_schedule_passes_package_and_waits_for_placeholder():
+    from vit_lesson import checks
+
+    assert checks.check_lr_schedule(warmup_cosine_lr)
+
+    def placeholder(*args):
+        raise NotImplementedError("Hint: warmup then cosine")
+
+    assert checks.check_lr_schedule(placeholder).status == "todo"
+
+
+def _groups(rule):
+    def parameter_groups(model, weight_decay):
+        decay = [p for n, p in model.named_parameters() if rule(n, p)]
+        no_decay = [p for n, p in model.named_parameters() if not rule(n, p)]
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return parameter_groups
+
+
+@pytest.mark.parametrize("fn, words", [
+    (_groups(lambda n, p: True), "LayerNorm gains are decayed"),
+    (_groups(lambda n, p: not ("norm" in n) and n not in ("pos_embed", "cls_token")), "biases are decayed"),
+    (_groups(lambda n, p: p.ndim > 1), "p.ndim <= 1 misses it"),
+    (_groups(lambda n, p: False), "gets no weight decay"),
+    (_groups(lambda n, p: p.ndim > 1 and n not in ("pos_embed", "cls_token") and "fc" not in n), "mlp.fc1.weight"),
+    (lambda model, wd: [{"params": list(model.parameters())[1:], "weight_decay": 0.0}], "is in no group"),
+    (lambda model, wd: [{"params": list(model.parameters()), "weight_decay": 0.0}] * 2, "two groups"),
+    (lambda model, wd: {"params": list(model.parameters())}, "list of dicts"),
+])
+def test_check_parameter_groups_names_mistakes(fn, words):
+    from vit_lesson import checks
+
+    result = checks.check_parameter_groups(fn)
+    assert result.status == "fail" and words in result.message, result.message
+
+
+def test_check_parameter_groups_passes_package_and_waits_for_placeholder():
+    from vit_lesson import checks
+
+    assert checks.check_parameter_groups(parameter_groups)
+
+    def placeholder(model, weight_decay):
+        raise NotImplementedError("Hint: ndim")
+
+    assert checks.check_parameter_groups(placeholder).status == "todo"

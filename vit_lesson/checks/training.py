@@ -1,7 +1,140 @@
-"""Exercise checks for the training notebook (see vit_lesson.checks.core for the framework)."""
+"""Exercise checks for the training notebook (see vit_lesson.checks.core for the framework).
+
+6.1 the warmup + cosine learning-rate schedule, 6.2 the AdamW parameter groups (which parameters
+get weight decay).
+"""
 
 from __future__ import annotations
 
-from .core import CheckFailed, call, exercise, expect_close, expect_tensor  # noqa: F401
+import math
 
-__all__: list[str] = []
+import torch
+
+from .core import CheckFailed, call, exercise
+
+__all__ = ["check_lr_schedule", "check_parameter_groups"]
+
+
+def _reference_lr(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _schedule_mistakes(base, warmup, total, low):
+    """What each common mistake gives for steps 0..total, with the words that explain it."""
+    def cosine(progress, floor=low):
+        return floor + (base - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    def with_warmup(warm, decay):
+        return [warm(s) if s < warmup else decay(s) for s in range(total + 1)]
+
+    right_warmup = lambda s: base * (s + 1) / warmup  # noqa: E731
+    right_decay = lambda s: cosine((s - warmup) / (total - warmup))  # noqa: E731
+    return {
+        "warmup is off by one: step 0 gets lr 0 (a wasted step). Use base_lr * (step + 1) / warmup_steps, "
+        "so the first step already learns and step warmup_steps - 1 reaches base_lr.":
+            with_warmup(lambda s: base * s / warmup, right_decay),
+        "warmup is off by one the other way: it never reaches base_lr (it divides by warmup_steps + 1). "
+        "Use base_lr * (step + 1) / warmup_steps.":
+            with_warmup(lambda s: base * (s + 1) / (warmup + 1), right_decay),
+        "the cosine does not reach min_lr at step total_steps: its progress must be "
+        "(step - warmup_steps) / (total_steps - warmup_steps), which is 1 at the end.":
+            with_warmup(right_warmup, lambda s: cosine((s - warmup) / total)),
+        "the cosine ignores min_lr (it decays to 0): use min_lr + (base_lr - min_lr) * 0.5 * (1 + cos(pi * progress)).":
+            with_warmup(right_warmup, lambda s: cosine((s - warmup) / (total - warmup), floor=0.0)),
+        "the cosine starts at step 0 instead of after the warmup: subtract warmup_steps from the step "
+        "(progress = (step - warmup_steps) / (total_steps - warmup_steps)).":
+            with_warmup(right_warmup, lambda s: cosine(s / total)),
+        "there is no warmup: the first warmup_steps steps must rise linearly to base_lr.":
+            [cosine(s / total) for s in range(total + 1)],
+        "the decay is linear, not a cosine: use 0.5 * (1 + cos(pi * progress)).":
+            with_warmup(right_warmup, lambda s: low + (base - low) * (1 - (s - warmup) / (total - warmup))),
+    }
+
+
+@exercise("6.1", "warmup + cosine learning rate")
+def check_lr_schedule(lr_at):
+    """``lr_at(step, base_lr, warmup_steps, total_steps, min_lr) -> float`` for steps 0..total_steps."""
+    base, warmup, total, low = 1e-3, 5, 25, 1e-5
+    got = []
+    for step in range(total + 1):
+        value = call(lr_at, step, base, warmup, total, low)
+        if isinstance(value, torch.Tensor):
+            value = value.item()
+        if not isinstance(value, (int, float)):
+            raise CheckFailed(f"lr_at should return a number, got {type(value).__name__} at step {step}.")
+        got.append(float(value))
+    want = [_reference_lr(s, base, warmup, total, low) for s in range(total + 1)]
+    close = lambda a, b: all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-12) for x, y in zip(a, b))  # noqa: E731
+    if close(got, want):
+        other = [float(call(lr_at, s, 3e-4, 2, 10, 0.0)) for s in range(11)]
+        if not close(other, [_reference_lr(s, 3e-4, 2, 10, 0.0) for s in range(11)]):
+            raise CheckFailed("right for one setting but not for base_lr=3e-4, warmup_steps=2, total_steps=10, "
+                              "min_lr=0: are some numbers hard-coded?")
+        return (f"linear warmup to {base:g} in {warmup} steps, then a cosine down to min_lr={low:g} "
+                f"at step {total}.")
+    for explanation, variant in _schedule_mistakes(base, warmup, total, low).items():
+        if close(got, variant):
+            raise CheckFailed(explanation)
+    step = next(s for s in range(total + 1) if not math.isclose(got[s], want[s], rel_tol=1e-6, abs_tol=1e-12))
+    phase = "warmup" if step < warmup else "cosine"
+    raise CheckFailed(f"with base_lr={base:g}, warmup_steps={warmup}, total_steps={total}, min_lr={low:g}: "
+                      f"step {step} ({phase}) should have lr {want[step]:.4g}, got {got[step]:.4g}.")
+
+
+def _tiny_vit():
+    from ..model import ViT, get_config
+
+    return ViT(get_config("micro", image_size=8, patch_size=4, num_channels=1, hidden_size=16,
+                          num_hidden_layers=2, num_attention_heads=2, intermediate_size=32))
+
+
+@exercise("6.2", "weight-decay parameter groups")
+def check_parameter_groups(parameter_groups):
+    """``parameter_groups(model, weight_decay) -> [{"params": [...], "weight_decay": ...}, ...]``."""
+    model = _tiny_vit()
+    groups = call(parameter_groups, model, 0.05)
+    if isinstance(groups, dict) or not all(isinstance(g, dict) and "params" in g for g in groups):
+        raise CheckFailed("return a list of dicts, each with 'params' (a list of parameters) and 'weight_decay'.")
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay_of, seen = {}, []
+    for group in groups:
+        for p in group["params"]:
+            if id(p) not in names:
+                raise CheckFailed("a group holds something that is not one of model's parameters "
+                                  "(use model.named_parameters()).")
+            seen.append(names[id(p)])
+            decay_of[names[id(p)]] = group.get("weight_decay", None)
+    duplicates = sorted({n for n in seen if seen.count(n) > 1})
+    if duplicates:
+        raise CheckFailed(f"{duplicates[0]} is in two groups; every parameter must be in exactly one.")
+    missing = [n for n in names.values() if n not in decay_of]
+    if missing:
+        raise CheckFailed(f"{missing[0]} is in no group, so the optimiser would never train it.")
+    if any(v is None for v in decay_of.values()):
+        raise CheckFailed("give every group a 'weight_decay' (0.0 for the no-decay group).")
+    decayed = {n for n, v in decay_of.items() if v > 0}
+    norms = sorted(n for n in decayed if "norm" in n and n.endswith("weight"))
+    if norms:
+        raise CheckFailed(f"LayerNorm gains are decayed (e.g. {norms[0]}): decay pulls them towards 0, which "
+                          "silences features. Skip every parameter with p.ndim <= 1.")
+    biases = sorted(n for n in decayed if n.endswith("bias"))
+    if biases:
+        raise CheckFailed(f"biases are decayed (e.g. {biases[0]}): they do not make the model more complex, "
+                          "so decay only hurts. Skip every parameter with p.ndim <= 1.")
+    tokens = sorted(n for n in decayed if n in ("pos_embed", "cls_token"))
+    if tokens:
+        raise CheckFailed(f"{tokens[0]} is decayed. It has ndim 3 ([1, N, D]), so p.ndim <= 1 misses it: "
+                          "exclude pos_embed, cls_token (and dist_token) by name.")
+    matrices = sorted(n for n, p in model.named_parameters() if p.ndim >= 2 and n not in ("pos_embed", "cls_token"))
+    undecayed = [n for n in matrices if n not in decayed]
+    if undecayed:
+        raise CheckFailed(f"{undecayed[0]} gets no weight decay; weight matrices should (that is where decay "
+                          "regularises).")
+    values = {decay_of[n] for n in matrices}
+    if values != {0.05}:
+        raise CheckFailed(f"the decay group should use the weight_decay argument (0.05 here), got {sorted(values)}.")
+    return (f"{len(matrices)} weight matrices decayed; {len(names) - len(matrices)} norms, biases and "
+            "embeddings left alone.")
