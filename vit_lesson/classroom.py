@@ -9,6 +9,12 @@ Learner versions: in a solution notebook the learner's part of an exercise sits 
 ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (nbgrader's markers). :func:`make_learner_notebook`
 replaces it with a ``raise NotImplementedError`` carrying the hint from the ``# Hint:`` comment
 just above ``### BEGIN SOLUTION``, and strips all outputs.
+
+Learner versions are generated on demand (``python -m vit_lesson learner --out learner``, or
+``make learner``) and never committed (``learner/`` is git-ignored): the solution notebooks stay
+the one source. ``tests/test_learner_all.py`` checks every generated version;
+``tests/test_colab_isolation.py`` runs each one alone from an installed package. Grading learners'
+work is :mod:`vit_lesson.grading` (``python -m vit_lesson grade``).
 """
 
 from __future__ import annotations
