@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -360,6 +361,9 @@ def add_cli(subparsers) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="notebooks to run at the same time (default: 1)")
 
     def run(args) -> int:
+        # nbclient leaves a pending task behind when a kernel dies; its GC-time log line is noise here
+        logging.getLogger("asyncio").addFilter(
+            lambda record: "Task was destroyed but it is pending" not in record.getMessage())
         if not Path(args.submissions).is_dir():
             parser.error(f"no submissions folder {args.submissions!r}: expected "
                          f"{args.submissions}/<learner>/<NN_name>.ipynb")
