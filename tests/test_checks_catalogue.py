@@ -3,7 +3,8 @@
 The per-mistake batteries live beside each lesson (tests/test_<topic>.py, written with the
 notebook). This meta-test makes sure none is forgotten:
 
-- every ``checks.check_xxx(`` call in a notebook names an exercise check of ``vit_lesson.checks``;
+- every ``checks.check_xxx(`` call in a notebook names an exercise check of ``vit_lesson.checks``
+  (or one of its mirrors, ``check_mirror`` / ``check_<what>_mirror``);
 - every exercise check is called in its own notebook (exercise N.M in notebooks/NN_*.ipynb with
   NN == N), and exercise ids are unique (the grading table has one column per id);
 - every exercise check is fed a wrong answer by some test: its name appears in a test file that
@@ -30,7 +31,7 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CHECK_CALL = re.compile(r"\bchecks\.(check_\w+)\(")
 FAIL_MARKERS = re.compile(  # a test that looks at a failure: FAIL, "fail", ❌, `assert not result`, `.message`
     r"\bFAIL\b|[\"']fail[\"']|❌|\bassert not (?:\w+\.)*\w*result\b|\bassert not checks\.check_|\)\.message\b")
-NOT_EXERCISES = {"check_mirror"}  # guards the course itself, raises on purpose
+MIRROR = re.compile(r"^check_(\w+_)?mirror$")  # check_mirror, check_loss_mirror: guard the course, raise on purpose
 HINT = "Hint: the catalogue's placeholder hint."
 
 EXERCISE_CHECKS = {name: getattr(checks, name) for name in sorted(dir(checks))
@@ -57,9 +58,13 @@ def test_there_are_exercise_checks():
 
 
 def test_every_check_a_notebook_calls_exists():
-    unknown = {name: sorted(where) for name, where in notebook_calls().items()
-               if name not in NOT_EXERCISES and name not in EXERCISE_CHECKS}
+    calls = notebook_calls()
+    unknown = {name: sorted(where) for name, where in calls.items() if not callable(getattr(checks, name, None))}
     assert not unknown, f"notebooks call checks that vit_lesson.checks does not define: {unknown}"
+    neither = {name: sorted(where) for name, where in calls.items()
+               if name not in EXERCISE_CHECKS and not MIRROR.match(name)}
+    assert not neither, (f"{neither}: a check a notebook calls is either an exercise check (@exercise) or a "
+                         "mirror (check_..._mirror)")
 
 
 def test_exercise_ids_are_unique():
