@@ -102,10 +102,10 @@ def execute_notebook(nb, workdir: str | Path, timeout: float = 300, python: str 
                      env: dict | None = None) -> Run:
     """Run every code cell of ``nb`` (in place) in a fresh kernel whose working directory is ``workdir``.
 
-    ``timeout`` limits the whole notebook (all its cells together), in seconds. Cells that raise do not stop the run
-    (``status`` becomes ``errors``); a kernel that dies (``crashed``) or a run out of time
-    (``timeout``) stops it, keeping the outputs of the cells that ran. Never raises for what the
-    notebook does.
+    ``timeout`` limits all the cells together, in seconds (kernel start-up is not counted). Cells
+    that raise do not stop the run (``status`` becomes ``errors``); a kernel that dies
+    (``crashed``) or a run out of time (``timeout``) stops it, keeping the outputs of the cells
+    that ran. Never raises for what the notebook does.
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -113,7 +113,7 @@ def execute_notebook(nb, workdir: str | Path, timeout: float = 300, python: str 
     start = time.monotonic()
     running = {}
 
-    def remaining(cell):  # the clock starts at the first cell: kernel start-up is not counted
+    def remaining(cell):  # nbclient asks as each cell starts; the clock starts at the first one
         running.setdefault("deadline", time.monotonic() + timeout)
         running["cell"] = cell
         return max(1, math.ceil(running["deadline"] - time.monotonic()))
