@@ -1,8 +1,9 @@
 """Speed: eager vs ``torch.compile``, our ViT vs timm's, same config and the same weights.
 
-    python benchmarks/compile_speed.py            # micro (32x32) and ViT-Tiny (224x224), a few minutes
-    python benchmarks/compile_speed.py --quick    # micro only, fewer repeats, to see that it runs
-    python benchmarks/compile_speed.py --device cuda --batch-tiny 64   # on a GPU
+    python benchmarks/compile_speed.py                  # micro (32x32) and ViT-Tiny (224x224) on CPU
+    python benchmarks/compile_speed.py --quick          # micro only, fewer repeats, to see that it runs
+    python benchmarks/compile_speed.py --configs tiny   # one of them
+    python benchmarks/compile_speed.py --device cuda --batch-micro 512 --batch-tiny 64 --iters 20
 
 Images per second for a forward pass (``eval()``, no gradients: inference) and for a forward +
 backward pass (``train()``, cross-entropy on random labels: the cost of a training step without
@@ -95,15 +96,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="micro only, fewer repeats")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--batch-micro", type=int, default=64)
-    parser.add_argument("--batch-tiny", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (median taken)")
+    parser.add_argument("--configs", nargs="+", choices=["micro", "tiny"], default=["micro", "tiny"])
+    parser.add_argument("--batch-micro", type=int, default=32)
+    parser.add_argument("--batch-tiny", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=None, help="iterations per timed repeat (default 3, tiny 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats, the median is taken (default 5)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     repeats = args.repeats or (3 if args.quick else 5)
-    setups = [("micro 32x32", get_config("micro"), args.batch_micro, 3 if args.quick else 10)]
-    if not args.quick:
-        setups.append(("tiny 224x224", get_config("tiny"), args.batch_tiny, 2))
+    setups = {"micro": ("micro 32x32", get_config("micro"), args.batch_micro, args.iters or (2 if args.quick else 3)),
+              "tiny": ("tiny 224x224", get_config("tiny"), args.batch_tiny, args.iters or 1)}
+    setups = [setups[name] for name in (["micro"] if args.quick else args.configs)]
 
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads")
     rows = []
