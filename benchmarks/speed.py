@@ -102,8 +102,8 @@ def main(argv=None) -> list[dict]:
             speed = benchmark(models, images, labels, train, args.repeats, args.iters, warmup)
             row = dict(model=name, image=config.image_size, batch=batch, mode=mode, **speed)
             results.append(row)
-            print(f"| {name} | {config.image_size} | {batch} | {mode} | {speed['timm']:.1f} | {speed['fast']:.1f} | "
-                  f"{speed['fast'] / speed['timm']:.2f}x | {speed['readable']:.1f} | "
+            print(f"| {name} | {config.image_size} | {batch} | {mode} | {speed['timm']:.3g} | {speed['fast']:.3g} | "
+                  f"{speed['fast'] / speed['timm']:.2f}x | {speed['readable']:.3g} | "
                   f"{speed['readable'] / speed['timm']:.2f}x |", flush=True)
     return results
 

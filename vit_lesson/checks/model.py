@@ -1,7 +1,7 @@
 """Exercise checks for notebook 05, the whole ViT (see vit_lesson.checks.core for the framework).
 
-- 5.1 ``count_vit_parameters(config) -> int``: the parameter count by formula.
-- 5.2 ``classify(tokens, norm, head) -> logits``: the class-token readout.
+- 5.1 ``classify(tokens, norm, head) -> logits``: the class-token readout.
+- 5.2 ``count_vit_parameters(config) -> int``: the parameter count by formula.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _mistakes(config) -> dict[str, int]:
     }
 
 
-@exercise("5.1", "count the parameters")
+@exercise("5.2", "count the parameters")
 def check_count_parameters(count_vit_parameters):
     """Compare with ``count_parameters(ViT(config))`` on three shapes; name the missing piece."""
     for config in _CONFIGS:
@@ -88,7 +88,7 @@ def check_count_parameters(count_vit_parameters):
     return "your formula matches real instances of three different shapes (micro, a custom one, Tiny)."
 
 
-@exercise("5.2", "classify from the class token")
+@exercise("5.1", "classify from the class token")
 def check_classify(classify):
     """``classify(tokens [B, N+1, D], norm, head) -> [B, num_classes]``: ``head(norm(tokens)[:, 0])``."""
     D, K = 16, 5
