@@ -6,8 +6,11 @@ the same budget on the same small, augmented training subset (scikit-learn's dig
 (small-image stem, width 16) trained once, on the same subset, with the same trainer. Each
 student is trained with several seeds; the table gives mean, standard deviation and each run.
 
-    python benchmarks/distillation.py                 # the numbers quoted in notebook 08
+    python benchmarks/distillation.py                 # the first table of notebook 08
+    python benchmarks/distillation.py --no-augment    # its second table
     python benchmarks/distillation.py --seeds 0 --epochs 10   # a quick look
+
+Each run takes about a minute on two free cores (12 student runs + the teacher per table).
 """
 
 from __future__ import annotations
