@@ -10,7 +10,7 @@ student is trained with several seeds; the table gives mean, standard deviation 
     python benchmarks/distillation.py --no-augment    # its second table
     python benchmarks/distillation.py --seeds 0 --epochs 10   # a quick look
 
-Each run takes about a minute on two free cores (12 student runs + the teacher per table).
+Measured: 50-165 s per student run (one thread, on a heavily shared two-core machine); 12 runs per table.
 """
 
 from __future__ import annotations
