@@ -1,0 +1,113 @@
+"""Does a ViT's attention find the object? A measured score on the shapes data set.
+
+Trains a small ViT on :class:`vit_lesson.data.ShapesDataset` (32x32, patch 4 -> an 8x8 grid),
+whose object masks are known, and scores the class token's attention of the test images:
+
+- **mass in mask**: the share of the map's mass on the object. The mask is downsampled to the
+  patch grid as the fraction of each patch inside the object (``mask_to_grid``); the score is
+  ``sum_p a_p f_p / sum_p a_p``, which equals the mass inside the pixel mask when each patch's
+  attention is spread over its pixels. A uniform map scores the object's area fraction.
+- **pointing game**: is the most-attended patch at least half object? A uniformly random patch
+  hits with probability (patches at least half object) / 64.
+
+for raw last-layer attention (heads averaged) and for attention rollout, for the model before
+training (same initialisation) and after, next to the uniform / random-patch baseline. A second
+table scores the raw map of every layer and the rollout through it. Seeded; ``--quick`` is a
+smoke run (a few seconds of training; its numbers mean little).
+
+    python benchmarks/attention_score.py            # the full table (minutes on two CPU cores)
+    python benchmarks/attention_score.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vit_lesson import visualize as vis  # noqa: E402
+from vit_lesson.data import ShapesDataset  # noqa: E402
+from vit_lesson.train import TrainConfig, build_model, evaluate, train  # noqa: E402
+
+# benchmarks/accuracy.py's shapes recipe, so the accuracy here is comparable to its table.
+RECIPE = dict(batch_size=64, weight_decay=0.05, warmup_epochs=1, label_smoothing=0.1)
+
+
+def attentions_of(model, images, batch_size=250):
+    model.eval()
+    with torch.no_grad():
+        chunks = [vis.stack_attentions(model(images[i:i + batch_size], output_attentions=True).attentions)
+                  for i in range(0, len(images), batch_size)]
+    return torch.cat(chunks, dim=1)  # [L, B, H, T, T]
+
+
+def score(maps, fraction):
+    return (vis.attention_in_mask(maps, fraction).mean().item(),
+            vis.pointing_game(maps, fraction).float().mean().item())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: little data, 2 epochs")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--train-size", type=int, default=2000)
+    parser.add_argument("--test-size", type=int, default=500)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.train_size, args.test_size = 2, 500, 200
+
+    train_set = ShapesDataset(args.train_size, seed=args.seed, augment=True)
+    test_set = ShapesDataset(args.test_size, seed=args.seed + 1)
+    images = torch.stack([test_set[i][0] for i in range(len(test_set))])
+    fraction = vis.mask_to_grid(test_set.masks, 4)
+
+    torch.manual_seed(args.seed)
+    untrained = build_model("shapes", fast_attention=False)  # D=64, 4 layers, 4 heads, patch 4
+    trained = copy.deepcopy(untrained)
+    start = time.perf_counter()
+    history = train(trained, train_set, test_set, TrainConfig(
+        epochs=args.epochs, lr=args.lr, seed=args.seed, progress=False, **RECIPE))
+    seconds = time.perf_counter() - start
+    config = trained.config
+    print(f"ViT on ShapesDataset 32x32, patch 4 (8x8 grid), D={config.hidden_size}, "
+          f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads; {args.train_size} "
+          f"training images (flip augmentation), {args.epochs} epochs ({seconds:.0f} s), "
+          f"{args.test_size} test images (seed {args.seed + 1}).")
+    print("mass = share of the class token's attention on the object; pointing = the most-attended "
+          "patch is at least half object.\n")
+    print("| model | test accuracy | map | mass in mask | pointing game |")
+    print("|---|---|---|---|---|")
+    uniform_mass, uniform_hit = (v.mean().item() for v in vis.uniform_baseline(fraction))
+    per_layer = {}
+    for name, model in (("untrained", untrained), ("trained", trained)):
+        accuracy = evaluate(model, test_set)["accuracy"]
+        attentions = attentions_of(model, images)
+        for method, maps in (("raw last layer", vis.cls_attention_map(attentions)),
+                             ("rollout", vis.rollout_map(attentions))):
+            mass, hit = score(maps, fraction)
+            print(f"| {name} | {accuracy:.1%} | {method} | {mass:.3f} | {hit:.1%} |")
+        per_layer[name] = [(score(vis.cls_attention_map(attentions, layer), fraction),
+                            score(vis.rollout_map(attentions, layer), fraction))
+                           for layer in range(len(attentions))]
+    print(f"| - | - | uniform / random patch | {uniform_mass:.3f} | {uniform_hit:.1%} |")
+
+    print("\nBy layer (raw = that layer's map; rollout = through that layer), mass / pointing:\n")
+    print("| layer | untrained raw | untrained rollout | trained raw | trained rollout |")
+    print("|---|---|---|---|---|")
+    for layer in range(config.num_hidden_layers):
+        cells = [f"{s[0]:.3f} / {s[1]:.0%}" for name in ("untrained", "trained") for s in per_layer[name][layer]]
+        print(f"| {layer} | " + " | ".join(cells) + " |")
+    print(f"\nfinal epoch: {history[-1]['train_acc']:.1%} train accuracy, {history[-1]['val_acc']:.1%} test")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
