@@ -436,6 +436,7 @@ def figure7(model, images: torch.Tensor) -> Figure:
     centre.suptitle("position embedding similarity", fontsize=9)
     plot_attention_distance(attention_distance(attentions, config.patch_size), config.image_size,
                             ax=right.subplots())
+    right.subplots_adjust(bottom=0.2, left=0.22, top=0.85)
     right.suptitle("mean attention distance", fontsize=9)
     return fig
 
