@@ -17,6 +17,10 @@ smoke run (a few seconds of training; its numbers mean little).
 
     python benchmarks/attention_score.py            # the full table (minutes on two CPU cores)
     python benchmarks/attention_score.py --quick
+
+Measured (seed 0, 15 epochs; two heavily shared CPU cores, 55 min): test accuracy 18.4% -> 37.4%;
+mass in mask raw 0.130 -> 0.274, rollout 0.131 -> 0.195 (uniform 0.130); pointing game raw
+33.6% -> 51.8%, rollout 48.0% -> 77.0% (random patch 13.8%).
 """
 
 from __future__ import annotations
