@@ -23,7 +23,8 @@ test: setup  ## pytest over tests/ and nbval over every notebook
 
 notebooks: setup  ## re-execute every notebook in place (store them executed)
 	$(BIN)/python -m vit_lesson stamp
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=900 notebooks/*.ipynb
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=900 --ExecutePreprocessor.store_widget_state=False notebooks/*.ipynb
+	$(BIN)/python tools/strip_widget_state.py notebooks/*.ipynb
 
 learner: setup  ## write learner versions of the notebooks to learner/
 	$(BIN)/python -m vit_lesson learner --out learner
