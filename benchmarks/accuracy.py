@@ -1,6 +1,6 @@
 """Accuracy benchmark: our ViT on scikit-learn's real digits vs classical baselines, and on shapes.
 
-    python benchmarks/accuracy.py            # the full table (about 90 s on two quiet CPU cores)
+    python benchmarks/accuracy.py            # the full table (digits ~85 CPU-s, shapes ~70 CPU-s)
     python benchmarks/accuracy.py --quick    # fewer epochs, to see that it runs
 
 Same fixed stratified split for every model (1,437 train / 360 test, seed 0); 360 test images, so
