@@ -6,7 +6,6 @@ this test checks the integration: the command runs, rank 0 alone prints and writ
 the checkpoint is the plain model's, and an epoch has the per-rank number of steps.
 """
 
-import inspect
 import math
 import os
 import subprocess
@@ -19,11 +18,6 @@ import torch
 import vit_lesson.train as train_module
 
 ROOT = Path(__file__).parents[1]
-
-pytestmark = pytest.mark.skipif(
-    "init_from_env" not in inspect.getsource(train_module),
-    reason="vit_lesson/train.py does not use vit_lesson.distributed yet (the edits are in docs/scaling.md)",
-)
 
 
 def test_two_processes_train_and_rank_0_alone_reports_and_saves(tmp_path):

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .distributed import all_ranks, init_from_env, make_loader, reduce_metrics, wrap_model
+
 __all__ = [
     "TrainConfig", "History", "NonFiniteLossError", "train", "evaluate", "predict",
     "warmup_cosine_lr", "parameter_groups", "NO_DECAY_NAMES", "make_optimizer", "make_scheduler",
@@ -325,13 +327,16 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
     out_dir = Path(config.out_dir) if config.out_dir else None
     if resume and out_dir is None:
         raise ValueError("resume=True needs config.out_dir (the folder holding last.pt).")
-    device = _device(config)
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
+    info = init_from_env(config.device)  # one process unless started by torchrun
+    device = info.device
+    # Rank 0 seeds as a single process does; other ranks draw different dropout/augmentation.
+    torch.manual_seed(config.seed + info.rank)
+    random.seed(config.seed + info.rank)
     model.to(device)
-    forward_model = torch.compile(model) if config.compile else model
+    ddp_model = wrap_model(model, info)  # DDP copies rank 0's weights to every rank
+    forward_model = torch.compile(ddp_model) if config.compile else ddp_model
     loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    steps_per_epoch = len(make_loader(train_set, config.batch_size, True, info))  # ceil(ceil(n / N) / B)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch)
     use_scaler = config.amp and device.type == "cuda"
@@ -352,17 +357,17 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
     for epoch in range(start_epoch, config.epochs):
         start = time.perf_counter()
         # Seeded per epoch: the data order of epoch e is the same with or without a resume.
-        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
-                            num_workers=config.num_workers,
-                            generator=torch.Generator().manual_seed(config.seed + epoch))
+        loader = make_loader(train_set, config.batch_size, True, info, seed=config.seed, epoch=epoch,
+                             num_workers=config.num_workers)
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not config.progress)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                   disable=not (config.progress and info.is_main))
         for step, (images, labels) in enumerate(bar):
             images, labels = images.to(device), labels.to(device)
             with torch.autocast(device.type, _amp_dtype(device), enabled=config.amp):
                 loss, logits = loss_fn(forward_model, images, labels)
-            if not torch.isfinite(loss):
+            if not all_ranks(torch.isfinite(loss), info):
                 raise NonFiniteLossError(_non_finite_message(
                     loss, images, epoch + 1, step, epoch * steps_per_epoch + step,
                     scheduler.get_last_lr()[0], config, last_good))
@@ -378,11 +383,13 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
             correct += (_logits(logits).argmax(1) == labels).sum().item()
             seen += len(labels)
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        totals = reduce_metrics({"loss": total_loss, "correct": correct, "seen": seen}, info)
+        train_loss, train_acc = totals["loss"] / totals["seen"], totals["correct"] / totals["seen"]
         val = evaluate(model, val_set, batch_size=max(256, config.batch_size), device=device, amp=config.amp)
-        history.append({"epoch": epoch + 1, "train_loss": total_loss / seen, "train_acc": correct / seen,
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                         "val_loss": val["loss"], "val_acc": val["accuracy"],
                         "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start})
-        if out_dir:
+        if out_dir and info.is_main:
             state = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                          epoch=epoch + 1, history=history, config=config, **extra)
             save_checkpoint(last_path, **state)
@@ -390,7 +397,7 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
             if val["accuracy"] > best_acc:
                 save_checkpoint(out_dir / "best.pt", **state)
         best_acc = max(best_acc, val["accuracy"])
-        if config.progress:
+        if config.progress and info.is_main:
             r = history[-1]
             print(f"epoch {r['epoch']}/{config.epochs}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.2%}, "
                   f"val loss {r['val_loss']:.4f} acc {r['val_acc']:.2%} ({r['seconds']:.1f} s)", file=sys.stderr)
@@ -453,21 +460,30 @@ def _classes(dataset) -> list[str]:
 
 def _cli_train(args) -> int:
     from .data import load_datasets
+    from .distributed import cleanup, init_from_env
     from .model import count_parameters
 
+    info = init_from_env()  # train() finds the group already joined and reuses it
     image_size = args.image_size or MODEL_PRESETS.get(args.model, {}).get("image_size")
     train_set, test_set = load_datasets(args.data, image_size, args.data_dir, augment=args.augment)
     channels, size = _data_shape(train_set)
     classes = _classes(train_set)
+    torch.manual_seed(args.seed)  # the same command gives the same model on every run (and rank)
     model = build_model(args.model, size, channels, len(classes))
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
                          amp=args.amp, seed=args.seed, out_dir=args.out, progress=not args.no_progress,
                          resume=args.resume)
-    print(f"data {args.data}: {len(train_set)} train / {len(test_set)} test images of {channels}x{size}x{size}, "
-          f"{len(classes)} classes; model {args.model}: {count_parameters(model):,} parameters")
-    history = train(model, train_set, test_set, config, classes=classes,
-                    data={"name": args.data, "image_size": size, "channels": channels})
+    if info.is_main:
+        print(f"data {args.data}: {len(train_set)} train / {len(test_set)} test images of {channels}x{size}x{size}, "
+              f"{len(classes)} classes; model {args.model}: {count_parameters(model):,} parameters")
+    try:
+        history = train(model, train_set, test_set, config, classes=classes,
+                        data={"name": args.data, "image_size": size, "channels": channels})
+    finally:
+        cleanup(info)
+    if not info.is_main:
+        return 0
     print(history.table())
     best = history.best()
     print(f"best test accuracy {best['val_acc']:.2%} at epoch {best['epoch']}; "
