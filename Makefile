@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8888
 
-.PHONY: setup lab test notebooks learner benchmarks clean
+.PHONY: setup lab test notebooks learner grade benchmarks clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ notebooks: setup  ## re-execute every notebook in place (store them executed)
 
 learner: setup  ## write learner versions of the notebooks to learner/
 	$(BIN)/python -m vit_lesson learner --out learner
+
+grade: setup  ## grade SUBMISSIONS=folder (one sub-folder of notebooks per learner) into report/
+	$(BIN)/python -m vit_lesson grade $(SUBMISSIONS) --out report
 
 benchmarks: setup  ## print the measured tables
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done

@@ -20,6 +20,7 @@ position-embedding similarity, mean attention distance) and an interactive explo
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 
@@ -35,10 +36,28 @@ __all__ = [
     "attention_in_mask", "pointing_game", "uniform_baseline", "score_attention",
     "patch_distances", "attention_distance", "position_similarity", "patch_filters",
     "plot_patch_filters", "plot_position_similarity", "plot_attention_distance", "figure7",
-    "AttentionExplorer", "explore",
+    "AttentionExplorer", "explore", "SHAPES_ASSET", "load_shapes_model",
 ]
 
 HEAD_FUSIONS = ("mean", "max", "min")
+
+# A shapes ViT trained by ``python benchmarks/attention_score.py --train-asset`` (shipped in the package).
+SHAPES_ASSET = "shapes_vit.pt"
+
+
+def load_shapes_model():
+    """The shipped ViT trained on :class:`~vit_lesson.data.ShapesDataset` (32x32, patch 4, 8x8 grid).
+
+    Returns ``(model in eval mode, checkpoint)``; ``checkpoint["history"]`` and
+    ``checkpoint["train_config"]`` say how it was trained, ``checkpoint["recipe"]`` the data used.
+    Loaded with ``torch.load(weights_only=True)``; ``model(x, output_attentions=True)`` gives its maps.
+    """
+    from importlib.resources import as_file, files
+
+    from .train import load_model
+
+    with as_file(files("vit_lesson") / "assets" / SHAPES_ASSET) as path:
+        return load_model(path)
 
 
 # --- getting the attention maps out -----------------------------------------------------------
@@ -510,11 +529,13 @@ class AttentionExplorer(widgets.VBox):
         from IPython import get_ipython
 
         if get_ipython() is not None:  # in a notebook: show it in the panel's output area
-            from IPython.display import clear_output, display
+            from IPython.display import Image, clear_output, display
 
-            with self.output:
+            with self.output:  # a PNG, not the Figure: display(fig) prints text until pyplot has drawn once
+                buffer = io.BytesIO()
+                fig.savefig(buffer, format="png")
                 clear_output(wait=True)
-                display(fig)
+                display(Image(buffer.getvalue()))
         return fig
 
     def __repr__(self) -> str:  # the text a notebook shows where widgets do not run (GitHub, nbval)
