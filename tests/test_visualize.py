@@ -349,3 +349,20 @@ def test_check_rollout_passes_correct_answers_and_waits_for_placeholder():
         raise NotImplementedError("Exercise not done yet")
 
     assert checks.check_rollout(placeholder).status == "todo"
+
+
+def test_shipped_shapes_model_loads_and_classifies_unseen_images():
+    """The package's trained shapes ViT (notebook 07) loads with weights_only and has really learned."""
+    from vit_lesson.data import ShapesDataset
+    from vit_lesson.train import evaluate
+
+    try:
+        model, checkpoint = vis.load_shapes_model()
+    except FileNotFoundError as error:  # not trained yet: `python benchmarks/attention_score.py --train-asset`
+        pytest.skip(str(error))
+    assert (model.config.image_size, model.config.patch_size, model.config.num_classes) == (32, 4, 5)
+    assert checkpoint["recipe"]["seed"] == 0          # trained on seed-0 images, so seed 7 is unseen
+    images = ShapesDataset(200, seed=7)
+    assert evaluate(model, images)["accuracy"] >= 0.80  # chance is 0.20
+    attentions = model(images[0][0][None], output_attentions=True).attentions
+    assert len(attentions) == 4 and attentions[0].shape == (1, 4, 65, 65)

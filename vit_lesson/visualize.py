@@ -57,6 +57,9 @@ def load_shapes_model():
     from .train import load_model
 
     with as_file(files("vit_lesson") / "assets" / SHAPES_ASSET) as path:
+        if not path.is_file():
+            raise FileNotFoundError(f"The shapes model {SHAPES_ASSET!r} is not in this installation ({path}); "
+                                    "create it with `python benchmarks/attention_score.py --train-asset`.")
         return load_model(path)
 
 
