@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml constraints.txt
 lab: setup  ## set up, then open JupyterLab on notebooks/
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-test: setup  ## pytest over tests/ and nbval over every notebook
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: setup  ## pytest over tests/ and nbval over every notebook (two processes, one file each at a time)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 notebooks: setup  ## re-execute every notebook in place (store them executed)
 	$(BIN)/python -m vit_lesson stamp
