@@ -21,6 +21,10 @@ The ViT's plain accuracy depends on its initial weights: ``--seed 0/1/2`` give 9
 99.44% (5 / 4 / 2 errors; mean 98.98%, about 92 CPU s each); with the five test-time shifts
 (the softmax averaged over the image and its four 1-pixel shifts) all three reach 100.00%.
 Shapes needs longer training than 20 epochs (chance is 20%).
+
+Tried for the digits' plain accuracy: an exponential moving average of the weights
+(``TrainConfig(ema_decay=0.999)``, evaluated with the averaged weights) gives the same 98.61%
+(5/360) at seed 0, 99.72% with the test-time shifts; not adopted.
 """
 
 from __future__ import annotations

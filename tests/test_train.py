@@ -324,3 +324,30 @@ def test_check_parameter_groups_passes_package_and_waits_for_placeholder():
         raise NotImplementedError("Hint: ndim")
 
     assert checks.check_parameter_groups(placeholder).status == "todo"
+
+
+def test_ema_of_weights_matches_a_hand_computed_average(digits8):
+    """ema_decay: the model ends with e_1 = w_1, e_t = d e_(t-1) + (1 - d) w_t over the steps' weights w_t,
+    and the history's last val_acc is that model's accuracy. Reference: the same run without EMA,
+    its weights recorded at every step (a loss_fn sees w_(t-1) before step t)."""
+    decay, seen = 0.8, []
+    default = cross_entropy_loss(0.1)
+
+    def recording_loss(model, images, labels):
+        seen.append([p.detach().clone() for p in model.parameters()])
+        return default(model, images, labels)
+
+    plain = tiny_model()
+    train(plain, *digits8, config(epochs=2), loss_fn=recording_loss)
+    weights = seen[1:] + [[p.detach() for p in plain.parameters()]]  # w_1 ... w_T
+    expected = weights[0]
+    for w in weights[1:]:
+        expected = [decay * e + (1 - decay) * p for e, p in zip(expected, w)]
+
+    averaged = tiny_model()
+    history = train(averaged, *digits8, config(epochs=2, ema_decay=decay))
+    for got, want in zip(averaged.parameters(), expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert history[-1]["val_acc"] == evaluate(averaged, digits8[1])["accuracy"]
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)

@@ -64,12 +64,15 @@ class TrainConfig:
     compile: bool = False              # torch.compile the model (PyTorch 2)
     resume: bool = False               # continue from out_dir/last.pt if it exists
     device: str | None = None          # default: cuda if available, else cpu
+    ema_decay: float | None = None     # e.g. 0.999: evaluate (and finish with) an EMA of the weights
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}.")
         if not self.lr > 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise ValueError(f"Need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}.")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}.")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
 
@@ -352,6 +355,10 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
         history, start_epoch = History(checkpoint["history"]), checkpoint["epoch"]
         _set_rng_state(checkpoint["rng"])
     best_acc = history.best()["val_acc"] if history else -1.0
+    ema = None
+    if config.ema_decay:  # an exponential moving average of the weights (restarts on resume)
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     last_good = str(last_path) if resume and last_path.is_file() else None
 
     for epoch in range(start_epoch, config.epochs):
@@ -379,13 +386,16 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total_loss += loss.item() * len(labels)
             correct += (_logits(logits).argmax(1) == labels).sum().item()
             seen += len(labels)
             bar.set_postfix(loss=f"{loss.item():.3f}")
         totals = reduce_metrics({"loss": total_loss, "correct": correct, "seen": seen}, info)
         train_loss, train_acc = totals["loss"] / totals["seen"], totals["correct"] / totals["seen"]
-        val = evaluate(model, val_set, batch_size=max(256, config.batch_size), device=device, amp=config.amp)
+        val = evaluate(ema.module if ema is not None else model, val_set, batch_size=max(256, config.batch_size),
+                       device=device, amp=config.amp)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                         "val_loss": val["loss"], "val_acc": val["accuracy"],
                         "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start})
@@ -401,6 +411,8 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
             r = history[-1]
             print(f"epoch {r['epoch']}/{config.epochs}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.2%}, "
                   f"val loss {r['val_loss']:.4f} acc {r['val_acc']:.2%} ({r['seconds']:.1f} s)", file=sys.stderr)
+    if ema is not None:  # the model ends with the averaged weights, the ones its val_acc measured
+        model.load_state_dict(ema.module.state_dict())
     return history
 
 
