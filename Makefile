@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml constraints.txt
 lab: setup  ## set up, then open JupyterLab on notebooks/
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
+# Two workers, one torch thread each: two 2-thread processes on two cores run many times slower.
 test: setup  ## pytest over tests/ and nbval over every notebook (two processes, one file each at a time)
-	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 notebooks: setup  ## re-execute every notebook in place (store them executed)
 	$(BIN)/python -m vit_lesson stamp
