@@ -24,7 +24,7 @@ test: setup  ## pytest over tests/ and nbval over every notebook (two processes,
 
 notebooks: setup  ## re-execute every notebook in place (store them executed)
 	$(BIN)/python -m vit_lesson stamp
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=900 --ExecutePreprocessor.store_widget_state=False notebooks/*.ipynb
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=900 notebooks/*.ipynb
 	$(BIN)/python tools/strip_widget_state.py notebooks/*.ipynb
 
 learner: setup  ## write learner versions of the notebooks to learner/
