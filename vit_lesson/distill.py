@@ -136,22 +136,12 @@ class DistilledViT(ViT):
         if K > 0:
             init_token(self.head_dist.weight), nn.init.zeros_(self.head_dist.bias)
 
-    def forward_features(self, x: torch.Tensor, output_attentions: bool = False):
-        """``[B, C, H, W] -> [B, N + 2, D]`` normalised tokens: class, distillation, patches."""
-        self._check_input(x)
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W] -> [B, N + 2, D]``: class token, distillation token, patches, ``+ E_pos``."""
         x = self.patch_embed(x)                                          # [B, N, D]
         prefix = torch.cat([self.cls_token, self.dist_token], dim=1)     # [1, 2, D]
         x = torch.cat([prefix.expand(x.shape[0], -1, -1), x], dim=1)     # [B, N + 2, D]
-        x = self.pos_drop(x + self.pos_embed)
-        attentions = []
-        for block in self.blocks:
-            if output_attentions:
-                x, weights = block(x, return_attention=True)
-                attentions.append(weights)
-            else:
-                x = block(x)
-        x = self.norm(x)
-        return (x, tuple(attentions)) if output_attentions else x
+        return self.pos_drop(x + self.pos_embed)
 
     def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, C, H, W] -> (class-head logits [B, K], distillation-head logits [B, K])``."""

@@ -129,11 +129,15 @@ class ViT(nn.Module):
                 "carry the weights over with vit_lesson.embeddings.resize_position_embedding."
             )
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W] -> [B, N + 1, D]``: patch tokens, the class token in front, ``+ E_pos``."""
+        x = prepend_class_token(self.patch_embed(x), self.cls_token)  # [B, N + 1, D]
+        return self.pos_drop(x + self.pos_embed)
+
     def forward_features(self, x: torch.Tensor, output_attentions: bool = False):
         """``[B, C, H, W] -> [B, N + 1, D]`` normalised tokens (and the per-layer attention maps)."""
         self._check_input(x)
-        x = prepend_class_token(self.patch_embed(x), self.cls_token)  # [B, N + 1, D]
-        x = self.pos_drop(x + self.pos_embed)
+        x = self.embed(x)
         attentions = []
         for block in self.blocks:
             if output_attentions:
