@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from vit_lesson.grading import output_text  # noqa: F401 - re-exported for the tests
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -30,18 +32,6 @@ def run_notebook(nb, cwd: Path, timeout: int = 300):
     NotebookClient(nb, km=manager, timeout=timeout, allow_errors=True, startup_timeout=120,
                    resources={"metadata": {"path": str(cwd)}}).execute()
     return nb
-
-
-def output_text(nb) -> str:
-    """Everything the code cells of ``nb`` printed or displayed as text, in order."""
-    parts = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            if out.output_type == "stream":
-                parts.append(out.text)
-            elif out.output_type in ("execute_result", "display_data"):
-                parts.append(out.get("data", {}).get("text/plain", ""))
-    return "\n".join(parts)
 
 
 @pytest.fixture

@@ -164,7 +164,7 @@ def test_markdown_report_and_executed_copies(graded):
     assert "| hal | 00_demo | not submitted | 0/2 | · missing | · missing |" in table
     assert "0.1 double: 4/8; 0.2 square: 2/8." in table
     executed = nbformat.read(root / "report" / "executed" / "bob" / f"{NOTEBOOK}.ipynb", as_version=4)
-    assert "that squares the number" in grading._output_text(executed)
+    assert "that squares the number" in grading.output_text(executed)
 
 
 def test_cli_prints_the_table_and_exits_0_even_when_learners_fail(tmp_path, capsys):

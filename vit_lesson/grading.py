@@ -147,7 +147,8 @@ def execute_notebook(nb, workdir: str | Path, timeout: float = 300, python: str 
 
 # --- reading check results --------------------------------------------------------------------------
 
-def _output_text(nb) -> str:
+def output_text(nb) -> str:
+    """Everything the code cells of ``nb`` printed or displayed as text, in order."""
     parts = []
     for cell in nb.cells:
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
@@ -164,7 +165,7 @@ def check_results(nb) -> dict[str, tuple[str, str, str]]:
     ``status`` is ``pass`` / ``fail`` / ``todo``; an exercise checked twice keeps its last line.
     """
     results = {}
-    for match in CHECK_LINE.finditer(_output_text(nb)):
+    for match in CHECK_LINE.finditer(output_text(nb)):
         results[match["id"]] = (match["title"], _STATUS[match["icon"]], match[0])
     return results
 
