@@ -3,6 +3,7 @@ atomic and load with weights_only, a resumed run equals an uninterrupted one, Na
 
 import copy
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -190,6 +191,29 @@ def test_checkpoint_loads_with_weights_only_and_rebuilds_the_model(digits8, tmp_
     images = torch.stack([digits8[1][i][0] for i in range(8)])
     model.eval()
     assert torch.allclose(rebuilt(images), model(images), atol=1e-6)
+
+
+def test_load_model_rebuilds_distilled_and_hybrid_models(tmp_path):
+    from vit_lesson.distill import DistilledViT, small_resnet
+    from vit_lesson.hybrid import HybridViT, hybrid_vit, resnet_stem
+    from vit_lesson.model import ViTConfig
+
+    small = ViTConfig(image_size=16, patch_size=1, num_channels=1, hidden_size=16, num_hidden_layers=1,
+                      num_attention_heads=2, intermediate_size=32, num_classes=10)
+    images = torch.randn(2, 1, 16, 16)
+    for model in (DistilledViT(replace(small, patch_size=4)), hybrid_vit(small, stages=2, width=8)):
+        save_checkpoint(tmp_path / "m.pt", model)
+        rebuilt, checkpoint = load_model(tmp_path / "m.pt")
+        assert type(rebuilt) is type(model), checkpoint["model_class"]
+        assert torch.allclose(rebuilt(images), model.eval()(images), atol=1e-6)
+
+    hand_made = HybridViT(resnet_stem(small_resnet(10, in_chans=1, width=8), stages=2), small)
+    save_checkpoint(tmp_path / "hand.pt", hand_made)
+    with pytest.raises(ValueError, match="hand-made backbone.*load_checkpoint"):
+        load_model(tmp_path / "hand.pt")
+    save_checkpoint(tmp_path / "other.pt", torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="torch.nn.modules.linear.Linear.*cannot rebuild"):
+        load_model(tmp_path / "other.pt")
 
 
 def test_checkpoint_from_another_config_is_a_clear_error(tmp_path):

@@ -152,4 +152,7 @@ def hybrid_vit(config: ViTConfig, resnet: str = "resnet18", stages: int = 3, wei
         model = torchvision.models.get_model(resnet, weights=weights)
         if config.num_channels != 3:
             model.conv1 = nn.Conv2d(config.num_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    return HybridViT(resnet_stem(model, stages), config)
+    hybrid = HybridViT(resnet_stem(model, stages), config)
+    # What save_checkpoint stores so that load_model can rebuild this model (weights come from the file).
+    hybrid.build_args = dict(resnet=resnet, stages=stages, small_input=small_input, width=width)
+    return hybrid

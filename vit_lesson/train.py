@@ -241,6 +241,7 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scal
         "model": model.state_dict(),
         "model_config": _model_config(model),
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model_args": dict(getattr(model, "build_args", None) or {}),  # e.g. hybrid_vit's backbone choice
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -273,28 +274,48 @@ def load_checkpoint(path, model: nn.Module | None = None, map_location="cpu") ->
         raise ValueError(f"No checkpoint at {str(path)!r}.")
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     if model is not None:
-        try:
-            model.load_state_dict(checkpoint["model"])
-        except (RuntimeError, ValueError) as error:
-            raise ValueError(f"Checkpoint {str(path)!r} does not fit this model "
-                             f"(saved config: {checkpoint.get('model_config')}): {error}") from None
+        _load_weights(model, checkpoint, path)
     return checkpoint
 
 
-def load_model(path, map_location="cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a :class:`~vit_lesson.model.ViT` from a checkpoint's config and weights.
+def _load_weights(model: nn.Module, checkpoint: dict, path) -> None:
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"Checkpoint {str(path)!r} does not fit this model "
+                         f"(saved config: {checkpoint.get('model_config')}): {error}") from None
 
-    Returns ``(model in eval mode, checkpoint)``.
+
+def load_model(path, map_location="cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a model from a checkpoint's class, config and weights: ``(model in eval mode, checkpoint)``.
+
+    Rebuilds :class:`~vit_lesson.model.ViT`, :class:`~vit_lesson.distill.DistilledViT` and a
+    :class:`~vit_lesson.hybrid.HybridViT` made by :func:`~vit_lesson.hybrid.hybrid_vit` (its
+    backbone choice is stored as ``model_args``). For any other model, build it yourself and call
+    ``load_checkpoint(path, model)``.
     """
+    from .distill import DistilledViT
+    from .hybrid import hybrid_vit
     from .model import ViT, ViTConfig
 
+    builders = {
+        "vit_lesson.model.ViT": lambda config, args: ViT(config),
+        "vit_lesson.distill.DistilledViT": lambda config, args: DistilledViT(config),
+        "vit_lesson.hybrid.HybridViT": lambda config, args: hybrid_vit(config, **args) if args else None,
+    }
     checkpoint = load_checkpoint(path, map_location=map_location)
-    if checkpoint.get("model_config") is None:
-        raise ValueError(f"Checkpoint {str(path)!r} has no model config; build the model yourself and "
-                         "call load_checkpoint(path, model).")
+    model_class = checkpoint.get("model_class") or "vit_lesson.model.ViT"
+    build = builders.get(model_class)
+    if checkpoint.get("model_config") is None or build is None:
+        raise ValueError(f"Checkpoint {str(path)!r} holds a {model_class} that load_model cannot rebuild from "
+                         "the file alone; build the model yourself and call load_checkpoint(path, model).")
     known = {f.name for f in fields(ViTConfig)}
-    model = ViT(ViTConfig(**{k: v for k, v in checkpoint["model_config"].items() if k in known}))
-    model.load_state_dict(checkpoint["model"])
+    config = ViTConfig(**{k: v for k, v in checkpoint["model_config"].items() if k in known})
+    model = build(config, checkpoint.get("model_args") or {})
+    if model is None:
+        raise ValueError(f"Checkpoint {str(path)!r} holds a HybridViT with a hand-made backbone (not from "
+                         "hybrid_vit); build it the same way and call load_checkpoint(path, model).")
+    _load_weights(model, checkpoint, path)
     return model.eval(), checkpoint
 
 
