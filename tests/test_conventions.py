@@ -142,3 +142,33 @@ def test_colab_cell_installs_the_course_in_colab(monkeypatch):
     (command, kwargs), = calls
     assert command[:4] == [sys.executable, "-m", "pip", "install"] and kwargs == {"check": True}
     assert command[-1].startswith("git+https://github.com/") and "vit_lesson" in command[-1]
+
+
+def test_api_contract_names_exist():
+    """docs/api_contract.md: every module heading imports, and every name opening a bullet (and every
+    ``vit_lesson.x.y`` it mentions) exists, so the page cannot silently go stale."""
+    import importlib
+
+    def resolve(dotted):
+        parts = dotted.split(".")
+        obj = importlib.import_module(".".join(parts[:2]))
+        for part in parts[2:]:
+            obj = getattr(obj, part)
+        return obj
+
+    modules, missing = [], []
+    for line in (ROOT / "docs" / "api_contract.md").read_text().splitlines():
+        if line.startswith("## "):
+            modules = [resolve(name) for name in re.findall(r"vit_lesson\.\w+", line)]
+            continue
+        for dotted in re.findall(r"`(vit_lesson(?:\.\w+)+)", line):
+            try:
+                resolve(dotted)
+            except (ImportError, AttributeError):
+                missing.append(dotted)
+        opening = re.match(r"- ((?:`[^`]+`(?:, | and )?)+)", line)
+        if opening and len(modules) == 1:
+            for name in re.findall(r"`([A-Za-z_][\w.]*)", opening.group(1)):
+                if "." not in name and not hasattr(modules[0], name):
+                    missing.append(f"{modules[0].__name__}.{name}")
+    assert not missing, f"docs/api_contract.md names what the package no longer has: {missing}"
