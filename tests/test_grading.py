@@ -4,7 +4,7 @@ The fixture builds a class of tiny submissions of one notebook with two exercise
 real `vit_lesson.checks` checks (defined with the course's `@exercise` decorator): a learner who
 passes, one with a wrong answer and a cell that raises, one who has not started, one whose
 notebook kills its kernel, one stuck in an infinite loop, one whose file is not JSON, one who
-deleted a check cell, and one who handed nothing in. The solution notebook (with stored check lines) says
+deleted a check cell, one who handed nothing in, and one who printed a check's ✅ line by hand. The solution notebook (with stored check lines) says
 which exercises exist.
 """
 
@@ -72,6 +72,8 @@ SUBMISSIONS = {
     "fay": "{ this is not a notebook",
     "gus": learner_notebook(check_square=False),
     "hal": None,  # a folder with nothing handed in
+    "ivy": notebook(CHECKS, TODO_DOUBLE, 'print("✅ Exercise 0.1 (double) passed: double(21) == 42.")',
+                    RIGHT_SQUARE, "check_square(square)"),  # fakes the first check's line
 }
 
 EXPECTED = {  # learner: (status, 0.1, 0.2)
@@ -83,6 +85,7 @@ EXPECTED = {  # learner: (status, 0.1, 0.2)
     "fay": ("invalid", "missing", "missing"),
     "gus": ("ok", "pass", "missing"),
     "hal": ("not submitted", "missing", "missing"),
+    "ivy": ("ok", "missing", "pass"),
 }
 
 
@@ -136,6 +139,8 @@ def test_details_say_what_went_wrong(graded):
     assert "no check output for exercise 0.2" in details["gus"]
     assert "NameError" in details["bob"] and "print(undefined_name)" in details["bob"]
     assert details["ada"] == ""
+    assert details["ivy"] == ("printed a pass line for exercise 0.1 that no check produced (not counted); "
+                              "no check output for exercise 0.1")
 
 
 def test_submissions_are_never_modified(graded):
@@ -162,9 +167,11 @@ def test_markdown_report_and_executed_copies(graded):
     assert "| bob | 00_demo | errors | 1/2 | ❌ fail | ✅ pass |" in table
     assert "| cyd | 00_demo | ok | 0/2 | ⏳ todo | ⏳ todo |" in table
     assert "| hal | 00_demo | not submitted | 0/2 | · missing | · missing |" in table
-    assert "0.1 double: 4/8; 0.2 square: 2/8." in table
+    assert "0.1 double: 4/9; 0.2 square: 3/9." in table
     executed = nbformat.read(root / "report" / "executed" / "bob" / f"{NOTEBOOK}.ipynb", as_version=4)
     assert "that squares the number" in grading.output_text(executed)
+    # The copy is the submission as it ran: the grader's recorder cells are taken out again.
+    assert [c.source for c in executed.cells] == [c.source for c in SUBMISSIONS["bob"].cells]
 
 
 def test_cli_prints_the_table_and_exits_0_even_when_learners_fail(tmp_path, capsys):

@@ -23,8 +23,11 @@ its kernel, runs out of time, is not a notebook at all, or raises in a cell is r
 ``status`` and never stops the grading of the others. Submissions are only read, never modified;
 their stored outputs are cleared before running, so only what the checks print now counts.
 
-Limit: the grader trusts the check lines the run prints; a learner who prints a fake ``✅`` line
-fools it (the executed copy shows who did).
+Printed check lines are not trusted: after every code cell the grader runs a cell of its own that
+reports what the checks really returned (``vit_lesson.checks.core.RESULTS``), tagged with a secret
+made for this run, and grades from that. A ``✅`` line that a learner prints by hand counts for
+nothing and is named in ``detail``. (Code that rewrites ``RESULTS`` on purpose could still fool it;
+the executed copy, which leaves the grader's cells out, shows who did.)
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import sys
 import tempfile
 import time
@@ -48,6 +52,7 @@ import nbformat
 from .checks.core import FAIL, PASS, TODO
 
 __all__ = ["Run", "Grade", "execute_notebook", "kernel_manager", "check_results", "expected_exercises",
+           "add_recorders", "recorded_results", "remove_recorders", "RECORDER",
            "grade", "grade_notebook", "markdown_table", "csv_table", "write_report", "MISSING",
            "NOT_SUBMITTED"]
 
@@ -92,8 +97,12 @@ def kernel_manager(python: str | None = None, spec_root: str | Path | None = Non
                               kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_root)]))
 
 
+#: Metadata key of the cells the grader adds to a submission (never counted, never written back).
+RECORDER = "vit_lesson_grader"
+
+
 def _code_cell_label(nb, cell) -> str:
-    code = [c for c in nb.cells if c.cell_type == "code"]
+    code = [c for c in nb.cells if c.cell_type == "code" and not c.metadata.get(RECORDER)]
     first_line = next((line for line in cell.source.splitlines() if line.strip()), "").strip()
     return f"code cell {code.index(cell) + 1} (`{first_line[:60]}`)"
 
@@ -135,7 +144,7 @@ def execute_notebook(nb, workdir: str | Path, timeout: float = 300, python: str 
                        time.monotonic() - start)
         except Exception as error:  # noqa: BLE001 - e.g. the kernel would not start
             return Run(CRASHED, f"could not run: {type(error).__name__}: {error}", time.monotonic() - start)
-    errors = [(cell, out) for cell in nb.cells if cell.cell_type == "code"
+    errors = [(cell, out) for cell in nb.cells if cell.cell_type == "code" and not cell.metadata.get(RECORDER)
               for out in cell.get("outputs", []) if out.output_type == "error"]
     if errors:
         cell, out = errors[0]
@@ -168,6 +177,43 @@ def check_results(nb) -> dict[str, tuple[str, str, str]]:
     for match in CHECK_LINE.finditer(output_text(nb)):
         results[match["id"]] = (match["title"], _STATUS[match["icon"]], match[0])
     return results
+
+
+def add_recorders(nb, secret: str) -> None:
+    """After every code cell of ``nb``, add a cell that prints ``secret`` and the checks' real results.
+
+    The added cells carry ``metadata[RECORDER]``; :func:`recorded_results` reads them back and
+    :func:`remove_recorders` takes them out again. ``secret`` exists only in these cells, so
+    nothing the learner's cells print can pass for them.
+    """
+    source = ("import json as _vl_json, vit_lesson.checks.core as _vl_core\n"
+              f"print({secret!r}, _vl_json.dumps([[r.exercise, r.title, r.status, r.line] "
+              "for r in _vl_core.RESULTS]))")
+    cells = []
+    for cell in nb.cells:
+        cells.append(cell)
+        if cell.cell_type == "code":
+            recorder = nbformat.v4.new_code_cell(source)
+            recorder.metadata[RECORDER] = True
+            cells.append(recorder)
+    nb.cells = cells
+
+
+def recorded_results(nb, secret: str) -> dict[str, tuple[str, str, str]] | None:
+    """``{exercise id: (title, status, line)}`` from the last recorder cell that ran (None if none did)."""
+    last = None
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.metadata.get(RECORDER):
+            for out in cell.get("outputs", []):
+                if out.output_type == "stream" and out.text.startswith(secret + " "):
+                    last = out.text[len(secret) + 1:]
+    if last is None:
+        return None
+    return {exercise: (title, status, line) for exercise, title, status, line in json.loads(last)}
+
+
+def remove_recorders(nb) -> None:
+    nb.cells = [cell for cell in nb.cells if not cell.metadata.get(RECORDER)]
 
 
 def expected_exercises(solution: str | Path) -> dict[str, str]:
@@ -225,15 +271,26 @@ def grade_notebook(path: str | Path, expected: dict[str, str] | None = None, tim
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
             cell.outputs, cell.execution_count = [], None
+    secret = secrets.token_hex(16)
+    add_recorders(nb, secret)
     with tempfile.TemporaryDirectory(prefix="vit-lesson-grade-") as workdir:
         run = execute_notebook(nb, workdir, timeout=timeout, python=python)
     grade.status, grade.detail, grade.seconds = run.status, run.detail, run.seconds
-    for exercise_id, (title, status, _) in check_results(nb).items():
+    recorded = recorded_results(nb, secret) or {}
+    remove_recorders(nb)
+    for exercise_id, (title, status, _) in recorded.items():
         grade.titles.setdefault(exercise_id, title)
         grade.exercises[exercise_id] = status
+    notes = []
+    faked = [ex for ex, (_, status, _) in check_results(nb).items()
+             if status == PASS and recorded.get(ex, (None, None))[1] != PASS]
+    if faked:
+        notes.append(f"printed a pass line for exercise{'s' if len(faked) > 1 else ''} {', '.join(faked)} "
+                     "that no check produced (not counted)")
     missing = [ex for ex, status in grade.exercises.items() if status == MISSING]
     if missing and grade.status == OK:
-        grade.detail = f"no check output for exercise{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+        notes.append(f"no check output for exercise{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    grade.detail = "; ".join([grade.detail, *notes] if grade.detail else notes)
     if executed_copy:
         Path(executed_copy).parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, executed_copy)

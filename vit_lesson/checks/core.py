@@ -25,10 +25,14 @@ import torch
 from torch import nn
 
 __all__ = ["CheckResult", "CheckFailed", "call", "exercise", "expect_tensor", "expect_close",
-           "same_weights", "check_mirror", "PASS", "FAIL", "TODO"]
+           "same_weights", "check_mirror", "PASS", "FAIL", "TODO", "RESULTS"]
 
 PASS, FAIL, TODO = "pass", "fail", "todo"
 _ICONS = {PASS: "✅", FAIL: "❌", TODO: "⏳"}
+
+#: Every result the checks produced in this Python process, in order. The grader reads this list
+#: (not the printed lines, which any ``print`` could imitate) through a cell it adds after each cell.
+RESULTS: list = []
 
 
 @dataclass
@@ -97,6 +101,7 @@ def exercise(exercise_id: str, title: str):
             except Exception as error:  # noqa: BLE001 - a check must never crash the notebook
                 status, message = FAIL, f"could not check your answer ({type(error).__name__}: {error})."
             result = CheckResult(exercise_id, title, status, message)
+            RESULTS.append(result)
             print(result.line)
             return result
 
