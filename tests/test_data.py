@@ -64,6 +64,22 @@ def test_augmentation_only_on_train_and_reproducible():
     x = torch.zeros(1, 16, 16)
     x[0, 6:10, 6:10] = 1
     assert torch.allclose(RandomShiftRotate(0, 0, 0)(x), x, atol=1e-6)  # zero jitter = identity
+    # shift=1/16 of a 16 px image moves the square by at most one pixel each way, keeping all of it.
+    moved, grid = RandomShiftRotate(shift=1 / 16, degrees=0, scale=0), torch.arange(16.0)
+    for _ in range(20):
+        y = moved(x)[0]
+        centre = torch.stack([(y.sum(1) * grid).sum(), (y.sum(0) * grid).sum()]) / y.sum()
+        assert y.sum().item() == pytest.approx(16, abs=1e-4)
+        assert (centre - 7.5).abs().max().item() <= 1 + 1e-4
+
+
+def test_digits_take_a_custom_augmentation_or_a_clear_error():
+    jitter = RandomShiftRotate(shift=1 / 16)
+    train, test = digits_datasets(16, augment=jitter)
+    assert train.augment is jitter and test.augment is None
+    assert digits_datasets(16, augment=False)[0].augment is None
+    with pytest.raises(TypeError, match="augment must be True, False or a transform"):
+        digits_datasets(16, augment="yes")
 
 
 def test_shapes_masks_inside_boxes_balanced_and_deterministic():

@@ -115,13 +115,25 @@ class RandomShiftRotate(torch.nn.Module):
         return f"shift={self.shift}, degrees={self.degrees}, scale={self.scale}"
 
 
-def digits_datasets(image_size: int = 16, channels: int = 1, augment: bool = False, seed: int = 0):
+def _augmentation(augment):
+    if augment is True:
+        return RandomShiftRotate()
+    if augment is False or augment is None:
+        return None
+    if not callable(augment):
+        raise TypeError(f"augment must be True, False or a transform of one image tensor, got {augment!r}.")
+    return augment
+
+
+def digits_datasets(image_size: int = 16, channels: int = 1, augment=False, seed: int = 0):
     """scikit-learn's handwritten digits as ``(train, test)`` :class:`TensorImageDataset` s.
 
     Items are ``(image [channels, image_size, image_size] float32, label int)``, normalised with
     the training pixels' mean and std (``train.mean``, ``train.std``). The 8x8 scans (0..16) are scaled to [0, 1] and upscaled
     bilinearly; ``channels=3`` repeats the grey channel (for models built for colour).
-    ``augment`` adds random shifts/rotations to the training set only.
+    ``augment`` jitters the training set only: ``True`` is :class:`RandomShiftRotate`'s default
+    (shift up to 1/8 of the image, 10 degrees, 10% zoom); or pass your own transform of one
+    ``[C, S, S]`` image in [0, 1], e.g. ``RandomShiftRotate(shift=1 / 16)``.
     """
     if image_size < 8:
         raise ValueError(f"image_size={image_size} would shrink the 8x8 digits; use 8 or more.")
@@ -139,7 +151,7 @@ def digits_datasets(image_size: int = 16, channels: int = 1, augment: bool = Fal
     # The training pixels' own statistics (never the test set's), the same for every channel.
     mean, std = (train_images.mean().item(),) * channels, (train_images.std().item(),) * channels
     train = TensorImageDataset(train_images, torch.tensor(y_train), DIGITS_CLASSES, mean, std,
-                               RandomShiftRotate() if augment else None)
+                               _augmentation(augment))
     test = TensorImageDataset(to_images(x_test), torch.tensor(y_test), DIGITS_CLASSES, mean, std)
     return train, test
 
