@@ -139,23 +139,39 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 epochs only (checks that it runs)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--no-shapes", action="store_true", help="skip the shapes rows (retraining the shipped recipe takes ~200 s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the digits ViT's initial weights and data order")
+    parser.add_argument("--no-shapes", action="store_true",
+                        help="skip the shapes rows (retraining the shipped recipe takes ~200 s)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="seeds of the digits ViT's initial weights and data order (default: 0); "
+                             "several seeds add a mean row")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = sklearn_rows()
-    rows += digits_rows(args.quick, args.seed)
+    plain = []
+    for seed in args.seeds:
+        seed_rows = digits_rows(args.quick, seed)
+        if len(args.seeds) > 1:
+            seed_rows = [(f"{name} s{seed}", *rest) for name, *rest in seed_rows]
+        plain.append(seed_rows[0])
+        rows += seed_rows
+    if len(plain) > 1:
+        accuracies = torch.tensor([row[4] for row in plain])
+        rows.append((f"ViT mean of {len(plain)} seeds", "digits", plain[0][2], plain[0][3], accuracies.mean().item(),
+                     plain[0][5], sum(r[6] for r in plain) / len(plain), sum(r[7] for r in plain) / len(plain)))
+        print(f"digits ViT over seeds {args.seeds}: min {accuracies.min():.2%}, mean {accuracies.mean():.2%}, "
+              f"max {accuracies.max():.2%}")
     if not args.no_shapes:
         rows += shapes_rows(args.quick)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print(f"{'model':<28} {'data':<7} {'parameters':>10} {'epochs':>6} {'test accuracy':>14} {'errors':>9} "
+    print(f"{'model':<30} {'data':<7} {'parameters':>10} {'epochs':>6} {'test accuracy':>14} {'errors':>9} "
           f"{'wall s':>7} {'CPU s':>7}")
     for name, data, params, epochs, accuracy, n, seconds, cpu in rows:
         errors = round((1 - accuracy) * n)
-        print(f"{name:<28} {data:<7} {params:>10,} {epochs!s:>6} {accuracy:>14.2%} {errors:>4}/{n:<4}"
+        print(f"{name:<30} {data:<7} {params:>10,} {epochs!s:>6} {accuracy:>14.2%} {errors:>4}/{n:<4}"
               f"{seconds:>7.1f} {cpu:>7.1f}")
     print("wall s: elapsed time (includes data preparation); CPU s: process CPU time over all threads "
           "(on a busy machine wall time grows, CPU time much less).")
+    return rows
 
 
 if __name__ == "__main__":
