@@ -45,7 +45,7 @@ import time
 import torch
 
 from vit_lesson.data import RandomShiftRotate, ShapesDataset, digits_arrays, digits_datasets
-from vit_lesson.model import count_parameters
+from vit_lesson.model import ViT, ViTConfig, count_parameters
 from vit_lesson.train import TrainConfig, build_model, evaluate, train
 from vit_lesson.visualize import load_shapes_model
 
@@ -137,9 +137,7 @@ def shapes_rows(quick=False):
     start, cpu = time.perf_counter(), time.process_time()
     train_set = ShapesDataset(train_size, seed=data["seed"], augment=True)
     torch.manual_seed(data["seed"])
-    model = build_model("shapes", **{k: v for k, v in checkpoint["model_config"].items()
-                                     if k in ("image_size", "patch_size", "hidden_size", "num_hidden_layers",
-                                              "num_attention_heads", "intermediate_size")})
+    model = ViT(ViTConfig(**checkpoint["model_config"]))  # fresh weights, drawn from the recipe's seed
     train(model, train_set, test_set, TrainConfig(**recipe))
     rows.append(("  same recipe, trained now", "shapes", count_parameters(model), recipe["epochs"],
                  evaluate(model, test_set)["accuracy"], len(test_set),
