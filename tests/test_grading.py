@@ -4,8 +4,8 @@ The fixture builds a class of tiny submissions of one notebook with two exercise
 real `vit_lesson.checks` checks (defined with the course's `@exercise` decorator): a learner who
 passes, one with a wrong answer and a cell that raises, one who has not started, one whose
 notebook kills its kernel, one stuck in an infinite loop, one whose file is not JSON, one who
-deleted a check cell, one who handed nothing in, and one who printed a check's ✅ line by hand. The solution notebook (with stored check lines) says
-which exercises exist.
+deleted a check cell, one who handed nothing in, and one who printed a check's ✅ line by hand.
+The solution notebook (with stored check lines) says which exercises exist.
 """
 
 from __future__ import annotations
