@@ -301,20 +301,19 @@ def load_model(path, map_location="cpu") -> tuple[nn.Module, dict]:
     builders = {
         "vit_lesson.model.ViT": lambda config, args: ViT(config),
         "vit_lesson.distill.DistilledViT": lambda config, args: DistilledViT(config),
-        "vit_lesson.hybrid.HybridViT": lambda config, args: hybrid_vit(config, **args) if args else None,
+        "vit_lesson.hybrid.HybridViT": lambda config, args: hybrid_vit(config, **args),
     }
     checkpoint = load_checkpoint(path, map_location=map_location)
-    model_class = checkpoint.get("model_class") or "vit_lesson.model.ViT"
-    build = builders.get(model_class)
-    if checkpoint.get("model_config") is None or build is None:
+    model_class, args = checkpoint.get("model_class") or "vit_lesson.model.ViT", checkpoint.get("model_args") or {}
+    if checkpoint.get("model_config") is None or model_class not in builders:
         raise ValueError(f"Checkpoint {str(path)!r} holds a {model_class} that load_model cannot rebuild from "
                          "the file alone; build the model yourself and call load_checkpoint(path, model).")
-    known = {f.name for f in fields(ViTConfig)}
-    config = ViTConfig(**{k: v for k, v in checkpoint["model_config"].items() if k in known})
-    model = build(config, checkpoint.get("model_args") or {})
-    if model is None:
+    if model_class == "vit_lesson.hybrid.HybridViT" and not args:
         raise ValueError(f"Checkpoint {str(path)!r} holds a HybridViT with a hand-made backbone (not from "
                          "hybrid_vit); build it the same way and call load_checkpoint(path, model).")
+    known = {f.name for f in fields(ViTConfig)}
+    config = ViTConfig(**{k: v for k, v in checkpoint["model_config"].items() if k in known})
+    model = builders[model_class](config, args)
     _load_weights(model, checkpoint, path)
     return model.eval(), checkpoint
 
