@@ -1,10 +1,19 @@
-"""Shared test helpers: where things are, and the text a notebook printed."""
+"""Shared test helpers: where things are, the text a notebook printed, and the benchmark scripts."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from vit_lesson.grading import output_text  # noqa: F401 - re-exported for the tests
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module (the scripts are not a package), for smoke tests."""
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,14 +1,10 @@
 """Smoke test of benchmarks/accuracy.py (--quick: 2 epochs). Accuracies are printed, never asserted."""
 
-import importlib.util
-from pathlib import Path
+from conftest import load_benchmark
 
 
 def test_accuracy_benchmark_quick_runs(capsys):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
-    spec = importlib.util.spec_from_file_location("accuracy_benchmark", path)
-    accuracy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(accuracy)
+    accuracy = load_benchmark("accuracy")
     rows = accuracy.main(["--quick", "--threads", "1", "--seeds", "0", "1"])
     names = [row[0] for row in rows]
     assert names[:2] == ["SVC(gamma=0.001)", "LogisticRegression"]
