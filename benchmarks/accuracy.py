@@ -55,7 +55,6 @@ from vit_lesson.visualize import load_shapes_model
 # shift (1/16 of the 16 px image, half a pixel of the 8x8 scan) mattered most; no zoom hurt.
 DIGITS_RECIPE = dict(image_size=16, epochs=80, batch_size=32, lr=2e-3, weight_decay=0.05,
                      warmup_epochs=3, label_smoothing=0.1, augment=RandomShiftRotate(shift=1 / 16))
-DIGITS_MODEL = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128)
 SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]  # test-time shifts, in pixels of the 16x16 image
 
 
@@ -104,7 +103,7 @@ def digits_rows(quick=False, seed=0):
     start, cpu = time.perf_counter(), time.process_time()
     train_set, test_set = digits_datasets(size, augment=augment)
     torch.manual_seed(seed)
-    model = build_model("digits", size, 1, len(train_set.classes), **DIGITS_MODEL)
+    model = build_model("digits", size, 1, len(train_set.classes))  # width 64, 4 layers, 4 heads, patch 4
     train(model, train_set, test_set, TrainConfig(**recipe, seed=seed, progress=False))
     accuracy = evaluate(model, test_set)["accuracy"]
     name, params = "ViT (ours, digits recipe)", count_parameters(model)
