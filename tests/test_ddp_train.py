@@ -1,9 +1,9 @@
 """``torchrun --nproc_per_node=2 -m vit_lesson train``: the course's trainer, data-parallel on two CPU processes.
 
-Skipped until ``vit_lesson/train.py`` uses ``vit_lesson.distributed`` (docs/scaling.md lists the
-edits). That the two ranks step exactly like one process is proven in tests/test_distributed.py;
-this test checks the integration: the command runs, rank 0 alone prints and writes checkpoints,
-the checkpoint is the plain model's, and an epoch has the per-rank number of steps.
+That the two ranks step exactly like one process is proven in tests/test_distributed.py; this
+test checks how ``vit_lesson/train.py`` uses ``vit_lesson.distributed``: the command runs, rank 0
+alone prints and writes checkpoints, the checkpoint is the plain model's, and an epoch has the
+per-rank number of steps.
 """
 
 import math
