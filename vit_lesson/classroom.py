@@ -81,6 +81,7 @@ _SOLUTION = re.compile(
     re.MULTILINE | re.DOTALL,
 )
 _HINT = re.compile(r"#\s*Hint:\s*(?P<hint>.+)$")
+_EXERCISE = re.compile(r"^#\s*Exercise\s+(?P<id>\d+\.\d+)\b", re.MULTILINE)
 
 
 def strip_solutions(source: str) -> str:
@@ -92,6 +93,9 @@ def strip_solutions(source: str) -> str:
         hint_match = _HINT.search(before[-1]) if before else None
         hint = hint_match.group("hint").strip() if hint_match else "see the text above this cell."
         message = f"Exercise not done yet: replace this line with your code. Hint: {hint}"
+        exercise_ids = _EXERCISE.findall(source[: match.start()])
+        if exercise_ids:
+            message += f' More help: checks.hint("{exercise_ids[-1]}").'
         return f"{indent}# YOUR CODE HERE\n{indent}raise NotImplementedError({message!r})\n"
 
     return _SOLUTION.sub(placeholder, source)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["CheckResult", "CheckFailed", "call", "exercise", "expect_tensor", "expect_close",
-           "same_weights", "check_mirror", "PASS", "FAIL", "TODO", "RESULTS"]
+__all__ = ["CheckResult", "CheckFailed", "call", "exercise", "hint", "expect_tensor", "expect_close",
+           "same_weights", "check_mirror", "PASS", "FAIL", "TODO", "RESULTS", "HINTS"]
 
 PASS, FAIL, TODO = "pass", "fail", "todo"
 _ICONS = {PASS: "✅", FAIL: "❌", TODO: "⏳"}
@@ -33,6 +33,12 @@ _ICONS = {PASS: "✅", FAIL: "❌", TODO: "⏳"}
 #: Every result the checks produced in this Python process, in order. The grader reads this list
 #: (not the printed lines, which any ``print`` could imitate) through a cell it adds after each cell.
 RESULTS: list = []
+
+#: ``{exercise id: (hint 1, hint 2, ...)}``, registered by :func:`exercise`. Hint 1 points at the
+#: idea (it is the ``# Hint:`` comment of the exercise cell); each later one is more concrete, and
+#: only the last may show code. :func:`hint` gives them one at a time.
+HINTS: dict = {}
+_HINTS_SHOWN: dict = {}
 
 
 @dataclass
@@ -84,8 +90,13 @@ def call(fn, *args, **kwargs):
         raise LearnerError(f"your code raised {type(error).__name__}: {error}{where}") from None
 
 
-def exercise(exercise_id: str, title: str):
-    """Decorator for a check body. The body raises :class:`CheckFailed` or returns a pass message."""
+def exercise(exercise_id: str, title: str, hints=()):
+    """Decorator for a check body. The body raises :class:`CheckFailed` or returns a pass message.
+
+    ``hints`` are the exercise's graded hints, from the idea to (at most, in the last one) code.
+    """
+    if hints:
+        HINTS[exercise_id] = (title, tuple(hints))
 
     def decorate(body):
         @functools.wraps(body)
@@ -109,6 +120,26 @@ def exercise(exercise_id: str, title: str):
         return check
 
     return decorate
+
+
+def hint(exercise_id: str, level: int | None = None) -> None:
+    """Print the next hint of an exercise (``checks.hint("1.1")``), one level more per call.
+
+    Hint 1 is the idea, repeated from the exercise cell; later hints get more concrete, and only
+    the last one may show code. ``level=`` shows a given level again. Never raises.
+    """
+    exercise_id = str(exercise_id).strip()
+    if exercise_id not in HINTS:
+        known = ", ".join(sorted(HINTS, key=lambda e: tuple(int(p) for p in e.split(".") if p.isdigit())))
+        print(f"No hints for exercise {exercise_id!r}. Exercises with hints: {known}.")
+        return
+    title, hints = HINTS[exercise_id]
+    if level is None:
+        level = min(_HINTS_SHOWN.get(exercise_id, 1) + 1, len(hints))
+    level = max(1, min(int(level), len(hints)))
+    _HINTS_SHOWN[exercise_id] = max(level, _HINTS_SHOWN.get(exercise_id, 1))
+    last = " (the last one)" if level == len(hints) else f'; call checks.hint("{exercise_id}") again for the next'
+    print(f"💡 Exercise {exercise_id} ({title}), hint {level} of {len(hints)}{last}:\n{hints[level - 1]}")
 
 
 # --- building blocks for checks ---------------------------------------------------------------
@@ -181,5 +212,4 @@ def check_mirror(notebook_module: nn.Module, package_module: nn.Module, *inputs,
         raise AssertionError(f"The notebook's {type(notebook_module).__name__} and {name} disagree: "
                              f"max abs difference {diff:.3g} > {atol}. Has one of them changed?")
     params = sum(p.numel() for p in package_module.parameters())
-    print(f"✅ Mirror: the notebook's {type(notebook_module).__name__} and {name} agree "
-          f"({params:,} parameters, same weights -> max abs difference {diff:.1e}).")
+    print(f"✅ Mirror: {type(notebook_module).__name__} = {name} ({params:,} parameters).")

@@ -129,5 +129,4 @@ def check_loss_mirror(notebook_fn, package_fn, *inputs, atol: float = 1e-6, **kw
     if diff > atol:
         raise AssertionError(f"The notebook's loss and {module}.{name} disagree: {got.item():.6f} vs "
                              f"{want.item():.6f}. Has one of them changed?")
-    print(f"✅ Mirror: the notebook's loss and {module}.{name} agree ({want.item():.6f}, max abs "
-          f"difference {diff:.1e}).")
+    print(f"✅ Mirror: the notebook's loss = {module}.{name}.")
