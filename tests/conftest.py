@@ -11,6 +11,15 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
+def pytest_report_header(config):
+    """Say which CPU kernels and threads this run used (``make test-portable`` changes them)."""
+    import os
+
+    import torch
+    return (f"torch {torch.__version__}: CPU kernels {torch.backends.cpu.get_cpu_capability()}, "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+
+
 def load_benchmark(name: str):
     """``benchmarks/<name>.py`` as a module (the scripts are not a package), for smoke tests."""
     spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
