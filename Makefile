@@ -25,7 +25,8 @@ test: setup  ## pytest over tests/ and nbval over every notebook (two processes,
 # The notebooks again as another CPU would run them: PyTorch's, MKL's and oneDNN's kernels forced to
 # the plain instruction set, and two threads; on an AVX-512 machine also as an AVX2 machine. A stored
 # output that depends on rounding fails here. (CI runs this after `make test`.)
-PORTABLE := $(BIN)/python -m pytest -p no:cacheprovider notebooks $(PYTEST_ARGS)
+NOTEBOOKS ?= notebooks
+PORTABLE := $(BIN)/python -m pytest -p no:cacheprovider $(NOTEBOOKS) $(PYTEST_ARGS)
 test-portable: setup  ## nbval over every notebook with other CPU kernels and thread counts
 	ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41 OMP_NUM_THREADS=2 $(PORTABLE)
 	if grep -qw avx512f /proc/cpuinfo; then \

@@ -48,7 +48,11 @@ def _sdpa_mistakes(q, k, v):
     return {text: (weights @ v, weights) for text, weights in mistakes.items()}
 
 
-@exercise("3.1", "scaled dot-product attention")
+@exercise("3.1", "scaled dot-product attention", hints=(
+    "Score every query against every key, scale the scores so their spread does not grow with the head size, turn each query's scores into weights that sum to 1 over the keys, and average the values with those weights.",
+    'The scores are q times the transpose of k over the last two axes, divided by the square root of the head size d; the softmax runs over the keys, which are the last axis of the scores.',
+    'scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5  # [B, H, N, N]\nweights = scores.softmax(dim=-1)\nreturn weights @ v, weights',
+))
 def check_scaled_dot_product_attention(attention):
     """``attention(q, k, v) -> (out [B, H, N, d], weights [B, H, N, N])``, softmax(q k^T / sqrt(d)) v.
 
@@ -142,7 +146,11 @@ def _mha_variants(x, qkv, proj, h):
     return want, mistakes
 
 
-@exercise("3.2", "multi-head attention")
+@exercise("3.2", "multi-head attention", hints=(
+    'One projection makes the queries, keys and values of all heads at once. Split its output into the three, and each of them into heads, so that the heads come before the tokens; attend inside each head; then merge the heads back and mix them with the output projection.',
+    'qkv(x) is [B, N, 3D], laid out [q | k | v], each of them [head 0 | head 1 | ...]. Reshape it to [B, N, 3, H, d] and permute so that the 3 comes first and the heads come before the tokens. After attention, bring [B, H, N, d] back to [B, N, D] (tokens before heads), then apply proj.',
+    'B, N, D = x.shape\nq, k, v = qkv(x).reshape(B, N, 3, num_heads, D // num_heads).permute(2, 0, 3, 1, 4)\nout, _ = scaled_dot_product_attention(q, k, v)  # [B, H, N, d]\nreturn proj(out.transpose(1, 2).reshape(B, N, D))',
+))
 def check_multi_head_attention(multi_head_attention):
     """``multi_head_attention(x [B, N, D], qkv, proj, num_heads) -> [B, N, D]``.
 
@@ -185,7 +193,11 @@ def _post_reference(x, module, h, projection):
     return merged, (projection(merged) if projection is not None else None), across
 
 
-@exercise("3.3", "spot the bugs")
+@exercise("3.3", "spot the bugs", hints=(
+    "Compare the post's layer with the Attention module above, part by part, and write down the shape of every tensor after each line of its forward.",
+    "There are three bugs. One stops the cell from running at all. One is in how the heads are split: check which two axes the product of q and the transposed k multiplies. One is a layer that multi-head attention has and the post's layer lacks.",
+    '1. import math (the post uses math.sqrt but never imports it).\n2. After each .view(B, N, H, d) add .transpose(1, 2), so q, k, v are [B, H, N, d] and attention runs across tokens.\n3. Add self.proj = nn.Linear(hidden_size, hidden_size) in __init__ and return self.proj(context).',
+))
 def check_post_attention(attention_class):
     """``attention_class(config)`` with ``config.hidden_size``, ``config.num_heads``; ``forward(x) -> [B, N, D]``.
 
@@ -216,7 +228,7 @@ def check_post_attention(attention_class):
         except LearnerError as error:
             if "math" in str(error):
                 raise CheckFailed("`math` is not defined: the post never imports it. Add `import math` at the "
-                                  "top of the cell (or use ** 0.5).") from None
+                                  "top of the cell.") from None
             raise
         merged, want, across = _post_reference(x_square, module, H, projection)
         post_out = across.permute(0, 2, 1, 3).reshape(B, H, DIM)  # the post's merge, N == H
@@ -251,5 +263,6 @@ def check_post_attention(attention_class):
         raise CheckFailed("the output projection is missing: add one nn.Linear(hidden_size, hidden_size) (e.g. "
                           f"self.proj) besides query/key/value and apply it last (found extra modules: {extra or 'none'}).")
     expect_close(got, want, "your output", atol=1e-4)
-    return ("heads transposed to [B, H, N, d] (attention across tokens), merged back, and projected: the post's "
-            "layer now matches the reference for 3 and 5 tokens.")
+    return ("all three bugs fixed, and the layer matches the reference for 3 and 5 tokens: (1) `math` is "
+            "imported, (2) the heads are transposed to [B, H, N, d], so attention runs across tokens, not "
+            "across heads, (3) the output projection mixes the heads.")

@@ -27,7 +27,11 @@ def _block_parts(dim: int = 16, heads: int = 2):
     return [m.eval() for m in (norm1, attn, norm2, mlp)]
 
 
-@exercise("4.1", "pre-norm block forward")
+@exercise("4.1", "pre-norm block forward", hints=(
+    'Two residual steps. Each branch reads a normalised copy of the stream, and its output is added to the stream itself, which is never normalised.',
+    'First the attention branch: normalise x with norm1, attend, add the result to x. Then the MLP branch on the updated x: normalise with norm2, apply the MLP, add to x.',
+    'x = x + attn(norm1(x))\nx = x + mlp(norm2(x))\nreturn x',
+))
 def check_block_forward(block_forward):
     """``block_forward(x, norm1, attn, norm2, mlp) -> [B, N, D]``: ``x + attn(norm1(x))``, then
     ``x + mlp(norm2(x))``. Known mistakes (post-norm, a missing residual, normalising the residual
@@ -83,7 +87,11 @@ def _per_sample_kept(x: torch.Tensor, out: torch.Tensor, keep: float):
     return kept, dropped
 
 
-@exercise("4.2", "drop_path (stochastic depth)")
+@exercise("4.2", "drop_path (stochastic depth)", hints=(
+    'Outside training, or with nothing to drop, change nothing. In training, drop whole samples, not single numbers, and scale the samples you keep so that the expected output stays the same.',
+    'Draw one random keep-or-drop per sample: a mask shaped like the batch axis followed by ones (it broadcasts over the rest of x), true with probability 1 - drop_prob. Multiply x by it and divide by 1 - drop_prob.',
+    'if not training or drop_prob == 0.0:\n    return x\nkeep = 1.0 - drop_prob\nmask = torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device) < keep\nreturn x * mask / keep',
+))
 def check_drop_path(drop_path):
     """``drop_path(x, drop_prob, training) -> x``-shaped tensor: identity unless training; when
     training, each *sample* is zeroed with probability ``drop_prob`` and the survivors are divided
@@ -137,9 +145,12 @@ def check_drop_path(drop_path):
         raise CheckFailed(f"the kept samples should equal x / (1 - drop_prob) = x / {keep}, but they are "
                           f"x times {ratio:.3f}.")
     mean_ratio = (out.mean() / x.mean()).item()
+    if abs(mean_ratio - 1) > 0.15:
+        raise CheckFailed(f"in training the mean of the output is {mean_ratio:.2f} times the mean of x; dropping "
+                          "and rescaling should keep it about the same.")
     out2 = call(drop_path, x, p, True)
     if torch.equal(out, out2):
         raise CheckFailed("two calls dropped exactly the same samples; draw a fresh random mask on "
                           "every call (torch.rand / bernoulli_ inside the function).")
-    return (f"identity in eval; in training {dropped_rate:.1%} of 4000 samples dropped whole, survivors "
-            f"scaled by 1/{keep}, mean preserved (E[out]/E[x] = {mean_ratio:.3f}).")
+    return ("identity in eval; in training whole samples are dropped at the rate drop_prob and the survivors "
+            "scaled by 1 / (1 - drop_prob), so the mean is preserved (4000 samples), with a fresh mask on each call.")

@@ -32,7 +32,11 @@ def _images(*shape) -> torch.Tensor:
 
 # --- Exercise 0.1 (notebook 00): a warm-up that shows how checks report ---------------------------
 
-@exercise("0.1", "number of patches")
+@exercise("0.1", "number of patches", hints=(
+    'How many patches fit along one side of the image? The grid is square.',
+    'Along one side, image_size pixels hold image_size / patch_size patches (a whole number: use floor division); the grid has that many rows and that many columns.',
+    'return (image_size // patch_size) ** 2',
+))
 def check_num_patches(num_patches):
     """``num_patches(image_size, patch_size) -> int``: how many P x P patches tile a square image."""
     for size, patch in ((224, 16), (32, 4), (384, 16), (28, 7)):
@@ -46,7 +50,7 @@ def check_num_patches(num_patches):
             continue
         if got == side:
             raise CheckFailed(f"num_patches({size}, {patch}) returned {got}: that is the number of patches "
-                              f"along one side. The image is a {side} x {side} grid, so {side}² = {want}.")
+                              "along one side. How many rows of them does the square grid have?")
         if got == size * size // patch:
             raise CheckFailed(f"num_patches({size}, {patch}) returned {got}: you divided the {size}² pixels "
                               f"by P = {patch}, but each patch covers P² = {patch * patch} pixels.")
@@ -67,9 +71,8 @@ def _patchify_mistakes(images: torch.Tensor, patch: int) -> dict[str, torch.Tens
         "reshape/view. Reshape keeps the numbers in memory order, so each row mixes pieces of different "
         "patches. Swap the two axes with .transpose(1, 2) instead.": unfolded.reshape(b, n, d),
         "your patches are scrambled: reshape/view straight to [B, N, C*P*P] cuts the image into chunks of "
-        f"{d} consecutive numbers (pieces of pixel rows), not into P x P squares. Split H into (h, P) and "
-        "W into (w, P), then permute(0, 2, 4, 1, 3, 5) before the final reshape (or use einops: "
-        "'b c (h p1) (w p2) -> b (h w) (c p1 p2)').": images.reshape(b, n, d),
+        f"{d} consecutive numbers (pieces of pixel rows), not into P x P squares: the axes have to move "
+        "before the numbers are regrouped. Stuck? checks.hint(\"1.1\")": images.reshape(b, n, d),
         "the channel axis got mixed into the patch axis: you reshaped [B, C, h, w, P, P] straight to "
         "[B, N, C*P*P]. Move C next to the pixels first: permute to [B, h, w, C, P, P], then "
         "reshape.": rearrange(images, split + "b c h w p1 p2", p1=patch, p2=patch).reshape(b, n, d),
@@ -85,7 +88,11 @@ def _pixel_first(images: torch.Tensor, patch: int) -> torch.Tensor:
     return rearrange(images, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=patch, p2=patch)
 
 
-@exercise("1.1", "patchify")
+@exercise("1.1", "patchify", hints=(
+    "In memory a patch is not one block of numbers, so a reshape alone cannot cut it out. Split each side into a grid index and a pixel index, move the axes so that each patch's numbers sit together, and only then flatten.",
+    'Split H into (H / P, P) and W into (W / P, P): a 6-D tensor [B, C, h, P, w, P]. Move its axes to [B, h, w, C, P, P] (grid row, grid column, then channel, pixel row, pixel column), then merge (h, w) into N and (C, P, P) into one patch vector.',
+    "B, C, H, W = images.shape; P = patch_size\nx = images.reshape(B, C, H // P, P, W // P, P).permute(0, 2, 4, 1, 3, 5)  # [B, h, w, C, P, P]\nreturn x.reshape(B, (H // P) * (W // P), C * P * P)\n# or: einops.rearrange(images, 'b c (h p1) (w p2) -> b (h w) (c p1 p2)', p1=P, p2=P)",
+))
 def check_patchify(patchify):
     """``patchify(images [B, C, H, W], patch_size) -> [B, N, C*P*P]``, channel-first in each patch.
 
@@ -131,7 +138,11 @@ def check_patchify(patchify):
 
 # --- Exercise 1.2: Conv2d feature map -> tokens -----------------------------------------------------
 
-@exercise("1.2", "embed patches")
+@exercise("1.2", "embed patches", hints=(
+    'The conv gives one D-vector per patch, laid out like a D-channel image; a Transformer wants one row per patch.',
+    'conv(images) is [B, D, h, w]. Merge the two grid axes into one token axis N ([B, D, N]), then swap the token and channel axes.',
+    'return conv(images).flatten(2).transpose(1, 2)',
+))
 def check_embed_patches(embed_patches):
     """``embed_patches(images [B, C, H, W], conv) -> tokens [B, N, D]`` with ``conv`` a patch Conv2d."""
     conv = nn.Conv2d(C, EMBED_DIM, kernel_size=P, stride=P)
@@ -168,7 +179,11 @@ def check_embed_patches(embed_patches):
 
 # --- Exercise 1.3: the Conv2d is a Linear layer on patches -------------------------------------------
 
-@exercise("1.3", "conv to linear")
+@exercise("1.3", "conv to linear", hints=(
+    "For each output channel, a patch conv takes a weighted sum of one patch's C·P·P numbers plus a bias: that is one matrix row per output channel, the same for every patch.",
+    "Build a Linear layer with C·P·P inputs and D outputs, and copy into it the conv's weight, flattened to one row per output channel (channel first, like patchify), and the conv's bias. Copy without tracking gradients.",
+    'D = conv.weight.shape[0]\nlinear = nn.Linear(conv.weight[0].numel(), D)\nwith torch.no_grad():\n    linear.weight.copy_(conv.weight.reshape(D, -1))\n    linear.bias.copy_(conv.bias)\nreturn linear',
+))
 def check_conv_to_linear(conv_to_linear):
     """``conv_to_linear(conv) -> nn.Linear`` with ``linear(patchify(x, P)) == conv tokens``."""
     conv = nn.Conv2d(C, EMBED_DIM, kernel_size=P, stride=P)
