@@ -265,6 +265,26 @@ def _check_image_folder(root: Path) -> None:
     if empty:
         raise ValueError(f"Image folder {str(root)!r}: class folder(s) {', '.join(empty)} contain no images "
                          f"({', '.join(IMAGE_EXTENSIONS)}); expected {layout}.")
+    if len(classes) < 2:  # one class: every prediction is right, "100%" that means nothing
+        raise ValueError(f"Image folder {str(root)!r} has only one class folder ({classes[0].name}); a classifier "
+                         f"needs at least two: add another class folder, as in {layout}.")
+
+
+def _load_image(path):
+    """Open one image file as RGB; an unreadable file raises ``ValueError`` naming it.
+
+    torchvision's default loader lets PIL's error through (``image file is truncated``,
+    ``cannot identify image file``) without saying which of thousands of files it was.
+    """
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as file:
+            image = Image.open(file)
+            return image.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ValueError(f"Image file {str(path)!r} cannot be read ({error}); delete it or replace it "
+                         "with a valid image.") from None
 
 
 def image_folder_dataset(root, image_size: int = 32, augment: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD):
@@ -279,7 +299,7 @@ def image_folder_dataset(root, image_size: int = 32, augment: bool = False, mean
 
     root = Path(root)
     _check_image_folder(root)
-    return ImageFolder(str(root), transform=photo_transform(image_size, augment, mean, std))
+    return ImageFolder(str(root), transform=photo_transform(image_size, augment, mean, std), loader=_load_image)
 
 
 def image_folder_datasets(root, image_size: int = 32, augment: bool = False, test_fraction: float = 0.2, seed: int = 0):
@@ -288,7 +308,11 @@ def image_folder_datasets(root, image_size: int = 32, augment: bool = False, tes
     root = Path(root)
     for name in ("val", "test"):
         if (root / "train").is_dir() and (root / name).is_dir():
-            return image_folder_dataset(root / "train", image_size, augment), image_folder_dataset(root / name, image_size)
+            train, test = image_folder_dataset(root / "train", image_size, augment), image_folder_dataset(root / name, image_size)
+            if train.classes != test.classes:  # label i would mean another class in each split
+                raise ValueError(f"Image folder {str(root)!r}: train/ has classes {', '.join(train.classes)} but "
+                                 f"{name}/ has {', '.join(test.classes)}; give both the same class folders.")
+            return train, test
     train_view, test_view = image_folder_dataset(root, image_size, augment), image_folder_dataset(root, image_size)
     if len(train_view) < 2:
         raise ValueError(f"Image folder {str(root)!r} has {len(train_view)} image; need at least 2 to split.")

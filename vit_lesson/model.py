@@ -9,6 +9,7 @@ follow timm (``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``blocks.N.attn
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
@@ -19,6 +20,19 @@ from .attention import check_heads
 from .block import Block
 from .embeddings import init_token, prepend_class_token
 from .patches import PatchEmbedding, check_image_size
+
+
+# (field, smallest allowed value, how to fix it) for ViTConfig's integer fields.
+_INTEGER_FIELDS = (
+    ("image_size", 1, "set it to the side of the square input images in pixels, e.g. 32 or 224"),
+    ("patch_size", 1, "set it to a divisor of image_size, e.g. 4 or 16"),
+    ("num_channels", 1, "use 3 for colour images, 1 for grey ones"),
+    ("hidden_size", 1, "set it to a multiple of num_attention_heads, e.g. 64 or 768"),
+    ("num_hidden_layers", 1, "set it to the number of transformer blocks, e.g. 4 or 12"),
+    ("num_attention_heads", 1, "set it to a divisor of hidden_size, e.g. 4 or 12"),
+    ("intermediate_size", 1, "set it to the MLP's hidden width, usually 4 * hidden_size"),
+    ("num_classes", 0, "set it to the number of classes in your data, or 0 for a model that returns features (no head)"),
+)
 
 
 @dataclass
@@ -41,6 +55,24 @@ class ViTConfig:
     fast_attention: bool = True
 
     def __post_init__(self):
+        # Shape fields first: a 0 or a negative number would otherwise fail deep inside PyTorch
+        # (or divide by zero), and num_classes=-1 would silently drop the head.
+        for name, least, fix in _INTEGER_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise ValueError(f"ViTConfig.{name} must be an integer >= {least}, got {value!r}; {fix}.")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+                raise ValueError(f"ViTConfig.{name} must be a probability in [0, 1), got {value!r}; "
+                                 "use 0 to turn it off (typical values are 0.0-0.1).")
+        eps = self.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < 1:
+            raise ValueError(f"ViTConfig.layer_norm_eps must be a small positive number, got {eps!r}; "
+                             "use 1e-6 (timm) or 1e-12 (Hugging Face).")
+        if self.patch_size > self.image_size:
+            raise ValueError(f"ViTConfig.patch_size {self.patch_size} is larger than image_size {self.image_size}: "
+                             "the image would hold no patch. Use a patch size that divides the image size.")
         check_heads(self.hidden_size, self.num_attention_heads)
         check_image_size(self.image_size, self.image_size, self.patch_size)
 

@@ -12,18 +12,32 @@ What makes it trustworthy:
   model's config. ``resume=True`` after an interruption ends on the same weights as a run that
   was never interrupted (data order is seeded per epoch);
 - checkpoints load with ``torch.load(weights_only=True)``: no pickled code runs;
+- a checkpoint carries a SHA-256 of its contents; loading checks it, and checks that the weights
+  are finite, so a damaged file is an error (:class:`CheckpointError`) instead of "accuracy 10%";
 - a NaN or infinite loss stops the run at once with :class:`NonFiniteLossError`, naming the
-  step and the likely causes, and the last good checkpoint stays on disk.
+  step and the likely causes, and the last good checkpoint stays on disk;
+- faults found early and named in one line: a bad setting, an ``out_dir`` that cannot be written
+  (checked before the first step), a resume that would change the run (refused: a resumed run
+  continues exactly), images of the wrong dtype, a full disk (:class:`CheckpointWriteError`, the
+  finished checkpoints intact). After a kill at any moment, ``best.pt`` and ``last.pt`` agree with
+  the history once the run is resumed; temporary files a kill left behind are removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
+import numbers
 import os
+import pickle
 import random
+import re
+import shutil
 import sys
 import time
+import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 
@@ -32,10 +46,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .distributed import all_ranks, init_from_env, make_loader, reduce_metrics, wrap_model
+from .distributed import all_ranks, init_from_env, make_loader, reduce_metrics, unwrap, wrap_model
 
 __all__ = [
-    "TrainConfig", "History", "NonFiniteLossError", "train", "evaluate", "predict",
+    "TrainConfig", "History", "NonFiniteLossError", "CheckpointError", "CheckpointWriteError", "train", "evaluate", "predict",
     "warmup_cosine_lr", "parameter_groups", "NO_DECAY_NAMES", "make_optimizer", "make_scheduler",
     "cross_entropy_loss", "save_checkpoint", "load_checkpoint", "load_model", "plot_history",
     "MODEL_PRESETS", "build_model", "add_cli",
@@ -67,14 +81,40 @@ class TrainConfig:
     ema_decay: float | None = None     # e.g. 0.999: evaluate (and finish with) an EMA of the weights
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}.")
-        if not self.lr > 0 or self.min_lr < 0 or self.min_lr > self.lr:
-            raise ValueError(f"Need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}.")
+        # Each message names the field and its command-line option, what is allowed, and a typical value.
+        for name, least, example in (("epochs", 1, "10"), ("batch_size", 1, "64"), ("seed", 0, "0"),
+                                     ("num_workers", 0, "0")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise ValueError(f"{_option(name)} must be a whole number >= {least}, got {value!r}; "
+                                 f"use e.g. {example}.")
+        for name, example in (("lr", "3e-4"), ("min_lr", "0"), ("weight_decay", "0.01 (0 for none)"),
+                              ("warmup_epochs", "1 (0 for no warmup)"), ("label_smoothing", "0.1 (0 for none)")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{_option(name)} must be a finite number >= 0, got {value!r}; use e.g. {example}.")
+        if not self.lr > 0 or self.min_lr > self.lr:
+            raise ValueError(f"Need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}; "
+                             "use e.g. lr 3e-4 and min_lr 0.")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}.")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}; use e.g. 0.999.")
+        if not self.label_smoothing < 1:
+            raise ValueError(f"{_option('label_smoothing')} must be in [0, 1), got {self.label_smoothing}; "
+                             "use e.g. 0.1 (0 for none).")
+        if self.grad_clip is not None and (isinstance(self.grad_clip, bool) or not isinstance(self.grad_clip, numbers.Real)
+                                           or not math.isfinite(self.grad_clip) or self.grad_clip < 0):
+            raise ValueError(f"grad_clip must be a finite number >= 0 or None (no clipping), got {self.grad_clip!r}; "
+                             "use e.g. 1.0.")
+
+
+def _option(name: str) -> str:
+    """``warmup_epochs`` -> ``warmup_epochs (--warmup-epochs)``: the field and its command-line option."""
+    return f"{name} (--{name.replace('_', '-')})"
+
+
+# The settings that decide a run's trajectory: a resume must use the saved values of all of them.
+RUN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr", "label_smoothing",
+              "grad_clip", "amp", "seed", "ema_decay")
 
 
 class History(list):
@@ -102,6 +142,14 @@ class History(list):
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training stopped (the last good checkpoint is kept)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used: unreadable, truncated, damaged, refused (pickled code) or not a checkpoint."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """Writing a checkpoint failed (a full disk, a vanished folder); the checkpoints already written are intact."""
 
 
 # --- optimiser and schedule ------------------------------------------------------------------------
@@ -186,8 +234,15 @@ def predict(model: nn.Module, dataset, batch_size: int = 256, device=None, amp: 
     all_logits, all_labels = [], []
     try:
         for images, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            images = images.to(device)
             with torch.autocast(device.type, _amp_dtype(device), enabled=amp):
-                logits = _logits(model(images.to(device)))
+                try:
+                    logits = _logits(model(images))
+                except RuntimeError as error:
+                    message = _dtype_message(images, model, error)
+                    if message:
+                        raise ValueError(message) from error
+                    raise
             all_logits.append(logits.float().cpu())
             all_labels.append(torch.as_tensor(labels))
     finally:
@@ -225,6 +280,91 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _digest(obj, h=None) -> str:
+    """SHA-256 of a checkpoint's contents: every tensor's dtype, shape and bytes, every plain value."""
+    h = h or hashlib.sha256()
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, Mapping):
+        h.update(b"{")
+        for key, value in obj.items():
+            h.update(repr(key).encode())
+            _digest(value, h)
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[")
+        for value in obj:
+            _digest(value, h)
+        h.update(b"]")
+    else:  # int, float, str, bool, None, torch.Size
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
+    return h.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a power cut right after ``os.replace`` keeps the new file)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, write) -> None:
+    """``write(file)`` into a temporary file next to ``path``, fsync it, then ``os.replace`` it over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _copy_atomic(source: Path, path: Path) -> None:
+    """Copy ``source`` to ``path`` with the same all-or-nothing guarantee (``best.pt`` from ``last.pt``)."""
+    with open(source, "rb") as src:
+        _write_atomic(path, lambda file: shutil.copyfileobj(src, file, 1 << 20))
+
+
+_TMP_NAME = re.compile(r"^\..+\.tmp(\d+)$")
+
+
+def _remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete ``.NAME.tmpPID`` files whose process is gone (what a kill during a write leaves behind)."""
+    removed = []
+    for path in folder.iterdir():
+        match = _TMP_NAME.match(path.name)
+        if not match or not path.is_file():
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+                continue  # that process is alive: perhaps writing right now
+            except ProcessLookupError:
+                pass
+            except OSError:  # alive but not ours (PermissionError): leave it
+                continue
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
 def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scaler=None, epoch: int = 0,
                     history=None, config: TrainConfig | None = None, **extra) -> Path:
     """Write a checkpoint atomically: to a temporary file in the same folder, then ``os.replace``.
@@ -234,6 +374,7 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scal
     ``model_class``, ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (finished epochs),
     ``history`` (list of dicts), ``rng`` (RNG states as tensors / ints), ``train_config`` and any
     ``extra`` plain values (e.g. ``classes``, ``data``). All plain types, so ``weights_only`` loads it.
+    A ``checksum`` (SHA-256 of all of it) lets :func:`load_checkpoint` detect a damaged file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,31 +392,67 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scal
         "train_config": asdict(config) if config is not None else None,
         **extra,
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as file:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    checkpoint["checksum"] = _digest(checkpoint)
+    _write_atomic(path, lambda file: torch.save(checkpoint, file))
     return path
+
+
+_USE_ANOTHER = "use another checkpoint (best.pt or last.pt of the run) or train again"
 
 
 def load_checkpoint(path, model: nn.Module | None = None, map_location="cpu") -> dict:
     """Read a checkpoint with ``torch.load(weights_only=True)``; load its weights into ``model`` if given.
 
-    A model of another shape raises ``ValueError`` naming the first mismatching parameter.
+    Raises :class:`CheckpointError` (a ``ValueError``) in one sentence naming the file if it is
+    missing, unreadable (empty, truncated, not a checkpoint), holds pickled code (refused, never
+    run), does not match the checksum stored in it (damaged after it was written), or holds
+    non-finite weights. A model of another shape raises ``ValueError`` naming the first mismatching
+    parameter. The verified ``checksum`` is not part of the returned dict.
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"No checkpoint at {str(path)!r}.")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise CheckpointError(f"No checkpoint at {str(path)!r} ({what}); pass the path of a .pt file written by "
+                              "train, e.g. runs/digits/best.pt.")
+    try:
+        with warnings.catch_warnings():  # torch's note on a foreign file's pickle protocol is noise here
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        if found or "Weights only load failed" in str(error):
+            what = f"pickled code ({found.group(1)})" if found else "pickled objects other than tensors"
+            raise CheckpointError(f"Checkpoint {str(path)!r} holds {what}; it was refused and nothing in it ran. "
+                                  f"It was not written by save_checkpoint: load only files you trust, or "
+                                  f"{_USE_ANOTHER}.") from None
+        raise CheckpointError(_unreadable(path, error)) from None
+    except Exception as error:  # EOFError, KeyError, RuntimeError (PytorchStreamReader ...), ...
+        raise CheckpointError(_unreadable(path, error)) from None
+    if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("model"), Mapping):
+        raise CheckpointError(f"{str(path)!r} holds no model weights (a {type(checkpoint).__name__} without a "
+                              f"'model' state dict): it is not a checkpoint written by save_checkpoint; "
+                              f"{_USE_ANOTHER}.")
+    checkpoint = dict(checkpoint)
+    stored = checkpoint.pop("checksum", None)  # files written before checksums: checked for finiteness only
+    if stored is not None and stored != _digest(checkpoint):
+        raise CheckpointError(f"Checkpoint {str(path)!r} is damaged: its contents do not match the checksum saved "
+                              f"with them (changed after it was written: a bad disk or an incomplete copy); "
+                              f"{_USE_ANOTHER}.")
+    for name, tensor in checkpoint["model"].items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"Checkpoint {str(path)!r} holds NaN or infinite weights in {name!r} (a damaged "
+                                  f"file or a diverged run); {_USE_ANOTHER}.")
     if model is not None:
         _load_weights(model, checkpoint, path)
     return checkpoint
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    reason = (str(error).strip().splitlines() or [""])[0][:160] or "no details"
+    size = path.stat().st_size
+    what = "it is empty" if size == 0 else f"{size:,} bytes that are not a whole PyTorch checkpoint"
+    return (f"Checkpoint {str(path)!r} cannot be read: {what} ({type(error).__name__}: {reason}); it was cut "
+            f"short (an interrupted copy, a full disk) or is not a .pt file; {_USE_ANOTHER}.")
 
 
 def _load_weights(model: nn.Module, checkpoint: dict, path) -> None:
@@ -333,6 +510,112 @@ def _non_finite_message(loss, images, epoch, step, global_step, lr, config, last
             f"training stopped. Likely causes: {'; '.join(causes)}. {kept}")
 
 
+def _dtype_message(images: torch.Tensor, model: nn.Module, error: Exception) -> str | None:
+    """If ``images`` do not have the model's float dtype, what to do about it (else None)."""
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if weight is None or images.dtype == weight.dtype:
+        return None
+    pytorch = (str(error).strip().splitlines() or [""])[0][:120]
+    if not images.is_floating_point():
+        return (f"The images are {images.dtype} tensors but the model computes in {weight.dtype} (PyTorch: {pytorch}). "
+                "Convert them to float in [0, 1] with transforms.v2.ToImage() + transforms.v2.ToDtype(torch.float32, "
+                "scale=True) (then Normalize), or images.float() / 255.")
+    return (f"The images are {images.dtype} but the model's weights are {weight.dtype} (PyTorch: {pytorch}). Convert "
+            "them with transforms.v2.ToDtype(torch.float32, scale=True) (or images.float()), or train with mixed "
+            "precision: --amp (TrainConfig(amp=True)).")
+
+
+def _forward(loss_fn, model, images, labels):
+    """``loss_fn`` with a dtype mismatch of the inputs turned into a message that says what to do."""
+    try:
+        return loss_fn(model, images, labels)
+    except RuntimeError as error:
+        message = _dtype_message(images, unwrap(model), error)
+        if message:
+            raise ValueError(message) from error
+        raise
+
+
+def _checkpoint_bytes(model: nn.Module, optimizer) -> int:
+    """About how large one checkpoint of ``model`` is: weights, buffers and AdamW's two moments."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values() if isinstance(t, torch.Tensor))
+    trained = sum(p.numel() * p.element_size() for group in optimizer.param_groups for p in group["params"])
+    return weights + 2 * trained + (1 << 20)
+
+
+def _prepare_out_dir(out_dir: Path, needed: int) -> None:
+    """Before the first step: ``out_dir`` is a folder we can write ``needed`` bytes to; stale temporaries go."""
+    where = f"The output folder {str(out_dir)!r} (out_dir, --out)"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{where} is a file, not a folder; choose a folder path (it is created if missing).")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        blocked = next((p for p in out_dir.parents if p.exists()), None)
+        why = (f"{str(blocked)!r} is a file" if blocked is not None and not blocked.is_dir()
+               else error.strerror or str(error))
+        raise ValueError(f"{where} cannot be created ({why}); choose a folder you can write to.") from None
+    probe = out_dir / f".write-test.tmp{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"ok")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"{where} is not writable ({error.strerror or error}); choose a folder you can write "
+                         "to, or fix its permissions.") from None
+    _remove_stale_temporaries(out_dir)
+    try:
+        free = shutil.disk_usage(out_dir).free
+    except OSError:
+        return
+    if free < needed:
+        raise ValueError(f"{where} has {free / 2**20:.1f} MB free but the checkpoints need about "
+                         f"{needed / 2**20:.1f} MB; free some space or choose another folder.")
+
+
+def _check_resume(checkpoint: dict, config: TrainConfig, steps_per_epoch: int, path: Path) -> None:
+    """Refuse a resume that would not continue the saved run exactly, naming every change."""
+    saved = checkpoint.get("train_config") or {}
+    norm = lambda name, value: (value or None) if name == "grad_clip" else value  # noqa: E731 (0 = None)
+    changes = [f"{name} {saved[name]!r} -> {getattr(config, name)!r}" for name in RUN_FIELDS
+               if name in saved and norm(name, saved[name]) != norm(name, getattr(config, name))]
+    done, step = checkpoint.get("epoch", 0), (checkpoint.get("scheduler") or {}).get("last_epoch")
+    if done and step is not None and step != done * steps_per_epoch:
+        changes.append(f"steps per epoch {step // done} -> {steps_per_epoch} (another training set size, "
+                       "batch size or number of processes)")
+    if changes:
+        raise ValueError(f"Cannot resume from {str(path)!r}: this would change the run ({'; '.join(changes)}). "
+                         "A resumed run continues the saved one exactly: use the saved settings (on the command "
+                         "line, leave those options out), or start a new run in another folder (--out).")
+
+
+def _reconcile_best(out_dir: Path, last_path: Path, history) -> str | None:
+    """After a kill between writing ``last.pt`` and ``best.pt``: make ``best.pt`` the history's best epoch.
+
+    ``last.pt`` is written first, then copied to ``best.pt`` when the epoch is the best so far; a
+    kill in between leaves ``best.pt`` one best epoch behind, and ``last.pt`` holds the missing
+    weights. Returns a note of what was done (or could not be done), or None.
+    """
+    if not history:
+        return None
+    best_epoch, last_epoch, best_path = history.best()["epoch"], history[-1]["epoch"], out_dir / "best.pt"
+    try:
+        found = load_checkpoint(best_path)["epoch"] if best_path.is_file() else None
+    except CheckpointError:
+        found = "unreadable"
+    if found == best_epoch:
+        return None
+    if best_epoch == last_epoch:
+        _copy_atomic(last_path, best_path)
+        return f"best.pt restored from last.pt (epoch {best_epoch}, the best; best.pt held {found or 'nothing'})"
+    return (f"best.pt holds epoch {found} but the best epoch was {best_epoch}, whose weights were not kept; "
+            "best.pt will be replaced by the next epoch that beats it")
+
+
 def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = None, loss_fn=None,
           resume: bool | None = None, **extra) -> History:
     """Train ``model`` on ``train_set``, evaluating on ``val_set`` after every epoch.
@@ -342,6 +625,11 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
     epoch and ``best.pt`` at the best ``val_acc``; ``resume=True`` (or ``config.resume``) continues
     from ``last.pt``. ``extra`` plain values (e.g. ``classes=...``) go into the checkpoints.
     Returns the :class:`History`; raises :class:`NonFiniteLossError` if the loss stops being finite.
+
+    ``out_dir`` is checked before the first step (a folder, writable, room for the checkpoints).
+    A resume whose settings differ from the saved run's raises ``ValueError`` naming them; a resume
+    with no ``last.pt`` yet says so on stderr and starts at epoch 1. A failed checkpoint write
+    raises :class:`CheckpointWriteError`; the checkpoints written before stay intact.
     """
     from tqdm.auto import tqdm
 
@@ -364,22 +652,49 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
     scheduler = make_scheduler(optimizer, config, steps_per_epoch)
     use_scaler = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-    history, start_epoch = History(), 0
+    history, start_epoch, checkpoint = History(), 0, None
     last_path = out_dir / "last.pt" if out_dir else None
-    if resume and last_path.is_file():
-        checkpoint = load_checkpoint(last_path, model, map_location=device)
+    resuming = bool(resume and last_path.is_file())
+    if out_dir:  # found now, not after an epoch of training: a bad folder, no permission, a full disk
+        problem = None
+        if info.is_main:
+            try:
+                _prepare_out_dir(out_dir, _checkpoint_bytes(model, optimizer) * (1 if resuming else 2))
+            except ValueError as error:
+                problem = error
+        if not all_ranks(problem is None, info):
+            raise problem or ValueError("Rank 0 cannot write the checkpoints to --out; see its message.")
+    if resume and not resuming and info.is_main:
+        print(f"note: resume: no checkpoint at {str(last_path)!r} yet; starting a new run at epoch 1.", file=sys.stderr)
+    if resuming:
+        try:
+            checkpoint = load_checkpoint(last_path, model, map_location=device)
+        except CheckpointError as error:
+            raise CheckpointError(f"Cannot resume: {error}") from None
+        _check_resume(checkpoint, config, steps_per_epoch, last_path)
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         if checkpoint.get("scaler"):
             scaler.load_state_dict(checkpoint["scaler"])
         history, start_epoch = History(checkpoint["history"]), checkpoint["epoch"]
         _set_rng_state(checkpoint["rng"])
+        note = _reconcile_best(out_dir, last_path, history) if info.is_main else None
+        if note:
+            print(f"note: resume: {note}.", file=sys.stderr)
     best_acc = history.best()["val_acc"] if history else -1.0
     ema = None
-    if config.ema_decay:  # an exponential moving average of the weights (restarts on resume)
+    if config.ema_decay:  # an exponential moving average of the weights, saved with the checkpoints
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-    last_good = str(last_path) if resume and last_path.is_file() else None
+        if checkpoint is not None and checkpoint.get("ema") is not None:
+            ema.load_state_dict(checkpoint["ema"])
+        elif checkpoint is not None and info.is_main:
+            print("note: resume: last.pt holds no average of the weights (written by an older version); the "
+                  "EMA restarts from the current weights.", file=sys.stderr)
+    last_good = str(last_path) if resuming else None
+    if start_epoch >= config.epochs and config.progress and info.is_main:
+        print(f"note: resume: {str(last_path)!r} already holds all {config.epochs} epochs; nothing to train.",
+              file=sys.stderr)
 
     for epoch in range(start_epoch, config.epochs):
         start = time.perf_counter()
@@ -393,7 +708,7 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
         for step, (images, labels) in enumerate(bar):
             images, labels = images.to(device), labels.to(device)
             with torch.autocast(device.type, _amp_dtype(device), enabled=config.amp):
-                loss, logits = loss_fn(forward_model, images, labels)
+                loss, logits = _forward(loss_fn, forward_model, images, labels)
             if not all_ranks(torch.isfinite(loss), info):
                 raise NonFiniteLossError(_non_finite_message(
                     loss, images, epoch + 1, step, epoch * steps_per_epoch + step,
@@ -422,10 +737,26 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
         if out_dir and info.is_main:
             state = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                          epoch=epoch + 1, history=history, config=config, **extra)
-            save_checkpoint(last_path, **state)
-            last_good = str(last_path)
-            if val["accuracy"] > best_acc:
-                save_checkpoint(out_dir / "best.pt", **state)
+            if ema is not None:
+                state["ema"] = ema.state_dict()
+            # last.pt first, then best.pt as a copy of it: a kill in between leaves last.pt holding the
+            # best weights, and the next resume copies them over (_reconcile_best).
+            target = last_path
+            try:
+                save_checkpoint(last_path, **state)
+                last_good = str(last_path)
+                if val["accuracy"] > best_acc:
+                    target = out_dir / "best.pt"
+                    _copy_atomic(last_path, target)
+            except OSError as error:
+                if target != last_path or last_good:
+                    kept = (f"The checkpoints already written are intact (last.pt holds epoch "
+                            f"{epoch + 1 if target != last_path else epoch}); free some space (or fix the folder), "
+                            "then continue with --resume (resume=True).")
+                else:
+                    kept = "No epoch had been saved yet; free some space (or fix the folder) and run again."
+                raise CheckpointWriteError(f"Could not write {str(target)!r} after epoch {epoch + 1} "
+                                           f"({error.strerror or error}). {kept}") from error
         best_acc = max(best_acc, val["accuracy"])
         if config.progress and info.is_main:
             r = history[-1]
@@ -490,28 +821,78 @@ def _classes(dataset) -> list[str]:
     return list(getattr(dataset, "classes", None) or getattr(getattr(dataset, "dataset", None), "classes", []))
 
 
+# The options of `train` that shape a run, with their defaults. Left out on --resume, they take the
+# saved run's values; given with another value, the resume is refused (it would not continue exactly).
+CLI_TRAIN_DEFAULTS = dict(epochs=10, batch_size=64, lr=3e-4, weight_decay=0.01, warmup_epochs=1.0,
+                          label_smoothing=0.1, amp=False, seed=0)
+CLI_RUN_DEFAULTS = dict(data="digits", model="digits", image_size=None, augment=True)
+
+
+def _resolve_train_options(args) -> None:
+    """Fill the options not given: from OUT/last.pt on --resume, else the defaults; refuse changes."""
+    out = Path(args.out)
+    last = out / "last.pt"
+    saved = {}
+    if args.resume and last.is_file():
+        try:
+            checkpoint = load_checkpoint(last)
+        except CheckpointError as error:
+            raise CheckpointError(f"Cannot resume: {error}") from None
+        config = checkpoint.get("train_config") or {}
+        cli = checkpoint.get("cli") or {}
+        saved = {k: config[k] for k in CLI_TRAIN_DEFAULTS if k in config}
+        saved.update({k: cli[k] for k in CLI_RUN_DEFAULTS if k in cli})
+        if "data" not in saved and (checkpoint.get("data") or {}).get("name"):
+            saved["data"] = checkpoint["data"]["name"]
+        if args.data_dir is None:
+            args.data_dir = cli.get("data_dir")
+        changed = [f"--{k.replace('_', '-')} {getattr(args, k)!r} (the run has {saved[k]!r})"
+                   for k in saved if getattr(args, k) is not None and getattr(args, k) != saved[k]]
+        if changed:
+            raise ValueError(f"--resume continues the run in {str(out)!r} exactly, but {', '.join(changed)}; leave "
+                             "those options out (they are read from last.pt), or start a new run with another --out.")
+    elif last.is_file() and not args.resume and not args.overwrite:
+        raise ValueError(f"{str(out)!r} already holds a run (last.pt); add --resume to continue it, --overwrite to "
+                         "replace it, or choose another --out.")
+    for name, default in {**CLI_TRAIN_DEFAULTS, **CLI_RUN_DEFAULTS}.items():
+        if getattr(args, name) is None:
+            setattr(args, name, saved.get(name, default))
+
+
 def _cli_train(args) -> int:
     from .data import load_datasets
     from .distributed import cleanup, init_from_env
     from .model import count_parameters
 
+    _resolve_train_options(args)
+    # Settings first: a bad value is one line before any data is loaded.
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+                         amp=args.amp, seed=args.seed, out_dir=args.out, progress=not args.no_progress,
+                         resume=args.resume)
+    _prepare_out_dir(Path(args.out), 0)  # --out is a writable folder, before any data is loaded
     info = init_from_env()  # train() finds the group already joined and reuses it
     image_size = args.image_size or MODEL_PRESETS.get(args.model, {}).get("image_size")
     train_set, test_set = load_datasets(args.data, image_size, args.data_dir, augment=args.augment)
     channels, size = _data_shape(train_set)
     classes = _classes(train_set)
+    if len(classes) < 2:
+        raise ValueError(f"--data {args.data} has {len(classes)} class(es); a classifier needs at least two.")
     torch.manual_seed(args.seed)  # the same command gives the same model on every run (and rank)
     model = build_model(args.model, size, channels, len(classes))
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-                         amp=args.amp, seed=args.seed, out_dir=args.out, progress=not args.no_progress,
-                         resume=args.resume)
     if info.is_main:
         print(f"data {args.data}: {len(train_set)} train / {len(test_set)} test images of {channels}x{size}x{size}, "
               f"{len(classes)} classes; model {args.model}: {count_parameters(model):,} parameters")
+    cli = dict(data=args.data, data_dir=None if args.data_dir is None else str(args.data_dir), model=args.model,
+               image_size=args.image_size, augment=args.augment)
     try:
         history = train(model, train_set, test_set, config, classes=classes,
-                        data={"name": args.data, "image_size": size, "channels": channels})
+                        data={"name": args.data, "image_size": size, "channels": channels}, cli=cli)
+    except KeyboardInterrupt:
+        if info.is_main:
+            print(f"interrupted: the finished epochs are safe in {args.out}/last.pt; to continue, run the same "
+                  "command with --resume.", file=sys.stderr)
+        return 130
     finally:
         cleanup(info)
     if not info.is_main:
@@ -555,14 +936,22 @@ def _cli_evaluate(args) -> int:
 
 
 def _guarded(command):
-    """Run a CLI command; a user error becomes a one-line message and exit code 2, no traceback."""
+    """Run a CLI command; a user error becomes a one-line message and exit code 2, no traceback.
+
+    User errors: bad settings and data (``ValueError``, including :class:`CheckpointError`), a
+    diverged run, a failed checkpoint write, and any ``OSError`` (a permission, a full disk).
+    """
 
     def run(args) -> int:
         try:
             return command(args)
-        except (ValueError, FileNotFoundError, NonFiniteLossError) as error:
-            print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-            return 2
+        except (ValueError, NonFiniteLossError, CheckpointWriteError) as error:
+            message = str(error)
+        except OSError as error:  # FileNotFoundError, PermissionError, ENOSPC, ...
+            where = f": {error.filename}" if error.filename else ""
+            message = f"{error.strerror or error}{where}"
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
+        return 2
 
     return run
 
@@ -577,26 +966,30 @@ def add_cli(subparsers) -> None:
         "train", help="train a ViT on digits, shapes, your own image folder or CIFAR-10",
         description="Train a ViT and write checkpoints (last.pt every epoch, best.pt) to --out. "
                     "Example: python -m vit_lesson train --data digits --model digits --epochs 30 --out runs/digits")
-    p.add_argument("--data", choices=DATASETS, default="digits",
+    p.add_argument("--data", choices=DATASETS,
                    help="digits (scikit-learn, bundled), shapes (generated), folder (--data-dir root/class_x/xxx.png), "
-                        "cifar10 (downloads to --data-dir)")
+                        "cifar10 (downloads to --data-dir); default digits")
     p.add_argument("--data-dir", help="image folder (for --data folder) or CIFAR-10 folder")
-    p.add_argument("--model", choices=models, default="digits",
+    p.add_argument("--model", choices=models,
                    help="model preset: digits/shapes (small, for CPU) or a paper preset; its image size, channels "
                         "and classes are set from the data (default: digits)")
     p.add_argument("--image-size", type=int, help="resize images to this (default: the preset's, or 32)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate after warmup (default 3e-4)")
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--warmup-epochs", type=float, default=1)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+    d = CLI_TRAIN_DEFAULTS  # the defaults are applied later, so that --resume can tell what was given
+    p.add_argument("--epochs", type=int, help=f"default {d['epochs']}")
+    p.add_argument("--batch-size", type=int, help=f"default {d['batch_size']}")
+    p.add_argument("--lr", type=float, help=f"peak learning rate after warmup (default {d['lr']})")
+    p.add_argument("--weight-decay", type=float, help=f"default {d['weight_decay']}")
+    p.add_argument("--warmup-epochs", type=float, help=f"default {d['warmup_epochs']:g}")
+    p.add_argument("--label-smoothing", type=float, help=f"default {d['label_smoothing']}")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction,
                    help="light data augmentation on the training set (default: on; --no-augment to turn off)")
-    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction,
+                   help="mixed precision (bfloat16 on CPU, float16 on CUDA; default off)")
+    p.add_argument("--seed", type=int, help=f"default {d['seed']}")
     p.add_argument("--out", default="runs/latest", help="folder for last.pt and best.pt (default runs/latest)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT from last.pt, exactly: options left out are read from it")
+    p.add_argument("--overwrite", action="store_true", help="start a new run in an OUT that already holds one")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_guarded(_cli_train))
 
