@@ -45,7 +45,8 @@ def test_help_lists_the_options(capsys):
         main(["train", "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--data", "--data-dir", "--model", "--epochs", "--out", "--resume", "--lr", "--augment"):
+    for option in ("--data", "--data-dir", "--model", "--epochs", "--out", "--resume", "--overwrite", "--lr",
+                   "--augment"):
         assert option in out
     with pytest.raises(SystemExit):
         main(["--help"])

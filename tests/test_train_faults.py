@@ -513,3 +513,24 @@ def test_images_of_the_wrong_dtype_say_how_to_convert(digits8, dtype):
         history = train(tiny_model(), images, digits8[1], config(epochs=1, amp=True))
         assert math.isfinite(history[0]["train_loss"])
         assert 0 <= evaluate(tiny_model(), images, amp=True)["accuracy"] <= 1
+
+
+def test_a_resume_with_an_ema_of_the_weights_continues_exactly(digits8, tmp_path):
+    """The EMA is saved with the checkpoints: before, a resume restarted it from the current weights."""
+    straight = tiny_model()
+    train(straight, *digits8, config(epochs=2, ema_decay=0.8, out_dir=str(tmp_path / "a")))
+    calls, plain = {"n": 0}, train_module.cross_entropy_loss(0.1)
+
+    def interrupted(model, images, labels):  # Ctrl-C in the first step of epoch 2
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return plain(model, images, labels)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(), *digits8, config(epochs=2, ema_decay=0.8, out_dir=str(tmp_path / "b")), loss_fn=interrupted)
+    assert "ema" in load_checkpoint(tmp_path / "b" / "last.pt")
+    resumed = tiny_model(seed=7)
+    train(resumed, *digits8, config(epochs=2, ema_decay=0.8, out_dir=str(tmp_path / "b"), resume=True))
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0), name

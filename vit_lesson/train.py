@@ -888,10 +888,11 @@ def _cli_train(args) -> int:
     try:
         history = train(model, train_set, test_set, config, classes=classes,
                         data={"name": args.data, "image_size": size, "channels": channels}, cli=cli)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C: what is saved, and how to go on (as Lightning's graceful shutdown does)
         if info.is_main:
-            print(f"interrupted: the finished epochs are safe in {args.out}/last.pt; to continue, run the same "
-                  "command with --resume.", file=sys.stderr)
+            saved = (f"the finished epochs are safe in {args.out}/last.pt; to continue, run the same command with "
+                     "--resume" if (Path(args.out) / "last.pt").is_file() else "no epoch had finished, nothing saved")
+            print(f"interrupted: {saved}.", file=sys.stderr)
         return 130
     finally:
         cleanup(info)
