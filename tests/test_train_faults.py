@@ -155,7 +155,8 @@ def test_a_real_sigkill_during_the_best_pt_write_then_resume(digits8, reference,
     epoch = _best_epochs(ref_history)[-1]
     train_set, test_set = digits8  # handed over as tensors: the child needs no scikit-learn
     torch.save({name: (ds.dataset.images_raw[ds.indices], ds.dataset.targets[ds.indices], ds.dataset.mean,
-                       ds.dataset.std) for name, ds in (("train", train_set), ("test", test_set))}, tmp_path / "data.pt")
+                       ds.dataset.std) for name, ds in (("train", train_set), ("test", test_set))},
+               tmp_path / "data.pt")
     script = tmp_path / "killed.py"
     script.write_text(textwrap.dedent(f"""
         import os, signal, torch

@@ -293,7 +293,8 @@ def image_folder_dataset(root, image_size: int = 32, augment: bool = False, mean
     Items: ``(image [3, image_size, image_size] float32 normalised, label int)``; ``.classes`` are
     the subfolder names. Normalised with ImageNet statistics by default: photos look like
     ImageNet, and it is what a pretrained ViT expects. Raises ``ValueError`` naming the folder if
-    it is missing, has no class subfolders, or a class has no images.
+    it is missing, has no class subfolders, only one, or a class has no images; an image file that
+    cannot be read raises ``ValueError`` naming that file when it is loaded.
     """
     from torchvision.datasets import ImageFolder
 
@@ -308,7 +309,8 @@ def image_folder_datasets(root, image_size: int = 32, augment: bool = False, tes
     root = Path(root)
     for name in ("val", "test"):
         if (root / "train").is_dir() and (root / name).is_dir():
-            train, test = image_folder_dataset(root / "train", image_size, augment), image_folder_dataset(root / name, image_size)
+            train = image_folder_dataset(root / "train", image_size, augment)
+            test = image_folder_dataset(root / name, image_size)
             if train.classes != test.classes:  # label i would mean another class in each split
                 raise ValueError(f"Image folder {str(root)!r}: train/ has classes {', '.join(train.classes)} but "
                                  f"{name}/ has {', '.join(test.classes)}; give both the same class folders.")

@@ -31,7 +31,8 @@ _INTEGER_FIELDS = (
     ("num_hidden_layers", 1, "set it to the number of transformer blocks, e.g. 4 or 12"),
     ("num_attention_heads", 1, "set it to a divisor of hidden_size, e.g. 4 or 12"),
     ("intermediate_size", 1, "set it to the MLP's hidden width, usually 4 * hidden_size"),
-    ("num_classes", 0, "set it to the number of classes in your data, or 0 for a model that returns features (no head)"),
+    ("num_classes", 0,
+     "set it to the number of classes in your data, or 0 for a model that returns features (no head)"),
 )
 
 

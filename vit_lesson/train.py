@@ -49,7 +49,8 @@ from torch.utils.data import DataLoader
 from .distributed import all_ranks, init_from_env, make_loader, reduce_metrics, unwrap, wrap_model
 
 __all__ = [
-    "TrainConfig", "History", "NonFiniteLossError", "CheckpointError", "CheckpointWriteError", "train", "evaluate", "predict",
+    "TrainConfig", "History", "NonFiniteLossError", "CheckpointError", "CheckpointWriteError", "train",
+    "evaluate", "predict",
     "warmup_cosine_lr", "parameter_groups", "NO_DECAY_NAMES", "make_optimizer", "make_scheduler",
     "cross_entropy_loss", "save_checkpoint", "load_checkpoint", "load_model", "plot_history",
     "MODEL_PRESETS", "build_model", "add_cli",
@@ -101,8 +102,9 @@ class TrainConfig:
         if not self.label_smoothing < 1:
             raise ValueError(f"{_option('label_smoothing')} must be in [0, 1), got {self.label_smoothing}; "
                              "use e.g. 0.1 (0 for none).")
-        if self.grad_clip is not None and (isinstance(self.grad_clip, bool) or not isinstance(self.grad_clip, numbers.Real)
-                                           or not math.isfinite(self.grad_clip) or self.grad_clip < 0):
+        clip = self.grad_clip
+        if clip is not None and (isinstance(clip, bool) or not isinstance(clip, numbers.Real)
+                                 or not math.isfinite(clip) or clip < 0):
             raise ValueError(f"grad_clip must be a finite number >= 0 or None (no clipping), got {self.grad_clip!r}; "
                              "use e.g. 1.0.")
 
