@@ -276,14 +276,15 @@ def _load_image(path):
     torchvision's default loader lets PIL's error through (``image file is truncated``,
     ``cannot identify image file``) without saying which of thousands of files it was.
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with open(path, "rb") as file:
             image = Image.open(file)
             return image.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ValueError(f"Image file {str(path)!r} cannot be read ({error}); delete it or replace it "
+        why = "not an image format PIL knows" if isinstance(error, UnidentifiedImageError) else error
+        raise ValueError(f"Image file {str(path)!r} cannot be read ({why}); delete it or replace it "
                          "with a valid image.") from None
 
 
