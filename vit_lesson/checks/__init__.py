@@ -15,3 +15,4 @@ from .training import *  # noqa: F401,F403
 from .visualize import *  # noqa: F401,F403
 from .distill import *  # noqa: F401,F403
 from .hybrid import *  # noqa: F401,F403
+from .capstone import *  # noqa: F401,F403
