@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..i18n import _
+
 __all__ = ["CheckResult", "CheckFailed", "call", "exercise", "hint", "expect_tensor", "expect_close",
            "same_weights", "check_mirror", "PASS", "FAIL", "TODO", "RESULTS", "HINTS"]
 
@@ -55,8 +57,12 @@ class CheckResult:
 
     @property
     def line(self) -> str:
-        verb = {PASS: " passed:", TODO: " is not done yet:", FAIL: ":"}[self.status]
-        return f"{_ICONS[self.status]} Exercise {self.exercise} ({self.title}){verb} {self.message}"
+        """The one line a learner reads, in the language in use (:mod:`vit_lesson.i18n`)."""
+        template = {PASS: _("Exercise {exercise} ({title}) passed: {message}"),
+                    TODO: _("Exercise {exercise} ({title}) is not done yet: {message}"),
+                    FAIL: _("Exercise {exercise} ({title}): {message}")}[self.status]
+        return f"{_ICONS[self.status]} " + template.format(exercise=self.exercise, title=_(self.title),
+                                                           message=self.message)
 
     def __str__(self) -> str:
         return self.line
@@ -131,15 +137,21 @@ def hint(exercise_id: str, level: int | None = None) -> None:
     exercise_id = str(exercise_id).strip()
     if exercise_id not in HINTS:
         known = ", ".join(sorted(HINTS, key=lambda e: tuple(int(p) for p in e.split(".") if p.isdigit())))
-        print(f"No hints for exercise {exercise_id!r}. Exercises with hints: {known}.")
+        print(_("No hints for exercise {exercise!r}. Exercises with hints: {known}.").format(
+            exercise=exercise_id, known=known))
         return
     title, hints = HINTS[exercise_id]
     if level is None:
         level = min(_HINTS_SHOWN.get(exercise_id, 1) + 1, len(hints))
     level = max(1, min(int(level), len(hints)))
     _HINTS_SHOWN[exercise_id] = max(level, _HINTS_SHOWN.get(exercise_id, 1))
-    last = " (the last one)" if level == len(hints) else f'; call checks.hint("{exercise_id}") again for the next'
-    print(f"💡 Exercise {exercise_id} ({title}), hint {level} of {len(hints)}{last}:\n{hints[level - 1]}")
+    if level == len(hints):
+        heading = _("Exercise {exercise} ({title}), hint {level} of {count} (the last one):")
+    else:
+        heading = _('Exercise {exercise} ({title}), hint {level} of {count}; call checks.hint("{exercise}") '
+                    "again for the next:")
+    heading = heading.format(exercise=exercise_id, title=_(title), level=level, count=len(hints))
+    print(f"💡 {heading}\n{_(hints[level - 1])}")
 
 
 # --- building blocks for checks ---------------------------------------------------------------
@@ -212,4 +224,5 @@ def check_mirror(notebook_module: nn.Module, package_module: nn.Module, *inputs,
         raise AssertionError(f"The notebook's {type(notebook_module).__name__} and {name} disagree: "
                              f"max abs difference {diff:.3g} > {atol}. Has one of them changed?")
     params = sum(p.numel() for p in package_module.parameters())
-    print(f"✅ Mirror: {type(notebook_module).__name__} = {name} ({params:,} parameters).")
+    print("✅ " + _("Mirror: {notebook} = {package} ({params} parameters).").format(
+        notebook=type(notebook_module).__name__, package=name, params=f"{params:,}"))
