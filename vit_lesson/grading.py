@@ -47,9 +47,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
+from ._optional import optional
 from .checks.core import FAIL, PASS, TODO
+
+nbformat = optional("nbformat")  # the [teacher] extra, imported when first used
 
 __all__ = ["Run", "Grade", "execute_notebook", "kernel_manager", "check_results", "expected_exercises",
            "add_recorders", "recorded_results", "remove_recorders", "RECORDER",
