@@ -10,7 +10,9 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("vit_lesson.train", "vit_lesson.classroom", "vit_lesson.grading")
+from vit_lesson._optional import EXTRAS, missing_extra_message
+
+COMMAND_MODULES = ("vit_lesson.train", "vit_lesson.classroom", "vit_lesson.grading", "vit_lesson.translation")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +38,13 @@ def main(argv=None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except ModuleNotFoundError as error:  # an optional extra (nbformat for the teacher's tools, ...)
+        if (error.name or "").partition(".")[0] not in EXTRAS:
+            raise
+        print(f"error: {missing_extra_message(error.name)}", file=sys.stderr)
+        return 1
     return result if isinstance(result, int) else 0
 
 
