@@ -15,6 +15,39 @@ from .core import CheckFailed, call, exercise
 __all__ = ["check_lr_schedule", "check_parameter_groups"]
 
 
+#: Graded hints (``checks.hint("6.1")``): the idea first (it is the ``# Hint:`` line of the
+#: exercise cell), then more concrete, and code only in the last.
+LR_SCHEDULE_HINTS = (
+    "two phases: rise in a straight line to base_lr during the warmup steps, then follow half a cosine "
+    "wave from base_lr down to min_lr, reaching it exactly at total_steps.",
+    "Warmup: step 0 should already have a small non-zero rate and step warmup_steps - 1 exactly base_lr, "
+    "so count the steps from 1. Cosine: let progress run from 0 at step warmup_steps to 1 at step "
+    "total_steps; 0.5 * (1 + cos(pi * progress)) then goes from 1 to 0: stretch it to run from base_lr "
+    "to min_lr.",
+    "The whole function:\n"
+    "    if step < warmup_steps:\n"
+    "        return base_lr * (step + 1) / warmup_steps\n"
+    "    progress = (step - warmup_steps) / (total_steps - warmup_steps)\n"
+    "    return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))",
+)
+
+PARAMETER_GROUPS_HINTS = (
+    "look at each named parameter once and put it in one of two lists: weight matrices get weight decay; "
+    "biases, LayerNorm gains and the position and class embeddings do not.",
+    "A tensor's number of dimensions tells a vector (biases and LayerNorm gains have 1) from a weight matrix "
+    "(2 or more). The position embeddings and the class token are 3-D ([1, N, D]), so catch them by name. "
+    "Return a list of two dicts, each with 'params' (a list) and 'weight_decay' (0.0 for the second).",
+    "The whole function:\n"
+    "    decay, no_decay = [], []\n"
+    "    for name, p in model.named_parameters():\n"
+    "        if p.ndim <= 1 or name in (\"pos_embed\", \"cls_token\", \"dist_token\"):\n"
+    "            no_decay.append(p)\n"
+    "        else:\n"
+    "            decay.append(p)\n"
+    "    return [{\"params\": decay, \"weight_decay\": weight_decay}, {\"params\": no_decay, \"weight_decay\": 0.0}]",
+)
+
+
 def _reference_lr(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
@@ -33,28 +66,28 @@ def _schedule_mistakes(base, warmup, total, low):
     right_warmup = lambda s: base * (s + 1) / warmup  # noqa: E731
     right_decay = lambda s: cosine((s - warmup) / (total - warmup))  # noqa: E731
     return {
-        "warmup is off by one: step 0 gets lr 0 (a wasted step). Use base_lr * (step + 1) / warmup_steps, "
-        "so the first step already learns and step warmup_steps - 1 reaches base_lr.":
+        "warmup is off by one: step 0 gets lr 0 (a wasted step). Count the steps from 1, so the first "
+        "step already learns and step warmup_steps - 1 reaches base_lr.":
             with_warmup(lambda s: base * s / warmup, right_decay),
-        "warmup is off by one the other way: it never reaches base_lr (it divides by warmup_steps + 1). "
-        "Use base_lr * (step + 1) / warmup_steps.":
+        "warmup is off by one the other way: it never reaches base_lr (it divides by warmup_steps + 1); "
+        "the last warmup step, warmup_steps - 1, should have exactly base_lr.":
             with_warmup(lambda s: base * (s + 1) / (warmup + 1), right_decay),
-        "the cosine does not reach min_lr at step total_steps: its progress must be "
-        "(step - warmup_steps) / (total_steps - warmup_steps), which is 1 at the end.":
+        "the cosine does not reach min_lr at step total_steps: its progress should run from 0 when the "
+        "warmup ends to exactly 1 at total_steps, over the steps after the warmup only.":
             with_warmup(right_warmup, lambda s: cosine((s - warmup) / total)),
-        "the cosine ignores min_lr (it decays to 0): use min_lr + (base_lr - min_lr) * 0.5 * (1 + cos(pi * progress)).":
+        "the cosine ignores min_lr (it decays to 0): it should go from base_lr down to min_lr, not to 0.":
             with_warmup(right_warmup, lambda s: cosine((s - warmup) / (total - warmup), floor=0.0)),
-        "the cosine starts at step 0 instead of after the warmup: subtract warmup_steps from the step "
-        "(progress = (step - warmup_steps) / (total_steps - warmup_steps)).":
+        "the cosine starts at step 0 instead of after the warmup: its progress should be 0 at step "
+        "warmup_steps, where the warmup ends.":
             with_warmup(right_warmup, lambda s: cosine(s / total)),
         "there is no warmup: the first warmup_steps steps must rise linearly to base_lr.":
             [cosine(s / total) for s in range(total + 1)],
-        "the decay is linear, not a cosine: use 0.5 * (1 + cos(pi * progress)).":
+        "the decay is linear, not a cosine: follow half a cosine wave, flat at both ends.":
             with_warmup(right_warmup, lambda s: low + (base - low) * (1 - (s - warmup) / (total - warmup))),
     }
 
 
-@exercise("6.1", "warmup + cosine learning rate")
+@exercise("6.1", "warmup + cosine learning rate", hints=LR_SCHEDULE_HINTS)
 def check_lr_schedule(lr_at):
     """``lr_at(step, base_lr, warmup_steps, total_steps, min_lr) -> float`` for steps 0..total_steps."""
     base, warmup, total, low = 1e-3, 5, 25, 1e-5
@@ -91,7 +124,7 @@ def _tiny_vit():
                           num_hidden_layers=2, num_attention_heads=2, intermediate_size=32))
 
 
-@exercise("6.2", "weight-decay parameter groups")
+@exercise("6.2", "weight-decay parameter groups", hints=PARAMETER_GROUPS_HINTS)
 def check_parameter_groups(parameter_groups):
     """``parameter_groups(model, weight_decay) -> [{"params": [...], "weight_decay": ...}, ...]``."""
     model = _tiny_vit()
@@ -119,15 +152,15 @@ def check_parameter_groups(parameter_groups):
     norms = sorted(n for n in decayed if "norm" in n and n.endswith("weight"))
     if norms:
         raise CheckFailed(f"LayerNorm gains are decayed (e.g. {norms[0]}): decay pulls them towards 0, which "
-                          "silences features. Skip every parameter with p.ndim <= 1.")
+                          "silences features. Leave out the 1-D parameters.")
     biases = sorted(n for n in decayed if n.endswith("bias"))
     if biases:
         raise CheckFailed(f"biases are decayed (e.g. {biases[0]}): they do not make the model more complex, "
-                          "so decay only hurts. Skip every parameter with p.ndim <= 1.")
+                          "so decay only hurts. Leave out the 1-D parameters.")
     tokens = sorted(n for n in decayed if n in ("pos_embed", "cls_token"))
     if tokens:
         raise CheckFailed(f"{tokens[0]} is decayed. It has ndim 3 ([1, N, D]), so p.ndim <= 1 misses it: "
-                          "exclude pos_embed, cls_token (and dist_token) by name.")
+                          "the position embeddings and the class token need to be caught by name.")
     matrices = sorted(n for n, p in model.named_parameters() if p.ndim >= 2 and n not in ("pos_embed", "cls_token"))
     undecayed = [n for n in matrices if n not in decayed]
     if undecayed:
