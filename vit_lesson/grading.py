@@ -1,4 +1,4 @@
-"""Teacher grading: run every learner's notebooks and tabulate which exercise checks passed.
+"""Teacher grading: run every learner's notebooks in a sandbox and tabulate which exercises pass.
 
 Hand-in layout, one folder per learner, notebooks under their course names::
 
@@ -7,42 +7,56 @@ Hand-in layout, one folder per learner, notebooks under their course names::
         ada/03_attention.ipynb
         grace/01_patches.ipynb
 
-``python -m vit_lesson grade submissions --out report`` runs each notebook headless (nbclient,
-a kernel on this Python, so with this environment's packages) in a temporary folder, with a time
-limit per notebook, then writes
+``python -m vit_lesson grade submissions --out report`` runs each notebook headless, each in its
+own sandbox (:mod:`vit_lesson.sandbox`: bubblewrap namespaces where available, else a weaker
+process sandbox; both with caps on CPU time, memory, file size, output and processes, and nothing
+left alive afterwards), from a private copy of the notebook in a scratch folder that is the only
+place it may write; the other submissions, the solutions and the report are hidden from it.
+It writes
 
 - ``report/grades.csv`` and ``report/grades.md``: one row per learner x notebook, a ``status``
   column, a ``passed`` count and one column per exercise (``pass`` / ``fail`` / ``todo`` /
-  ``missing``);
+  ``missing``), and a ``detail`` that names what went wrong or looked wrong;
+- ``report/summary.md`` and ``report/summary.png``: the pass rate per exercise and the most
+  frequent ❌ messages per exercise (the mistakes the class made);
 - ``report/executed/<learner>/<notebook>.ipynb``: the executed copies, to read what went wrong.
 
-Which exercises a notebook has comes from the solution notebook of the same name (``--solutions``,
-default ``notebooks/``): the check lines in its stored outputs. An exercise whose check never
-printed (check cell deleted, or the run stopped before it) is ``missing``. A notebook that kills
-its kernel, runs out of time, is not a notebook at all, or raises in a cell is reported in
-``status`` and never stops the grading of the others. Submissions are only read, never modified;
-their stored outputs are cleared before running, so only what the checks print now counts.
+**Verdicts are the grader's own.** The check cells still run in the learner's kernel and print
+their ✅ / ⏳ / ❌ lines there (the executed copy shows them), but nothing printed or recorded in
+that kernel counts. After every cell the grader asks the kernel which answers the checks were
+given (:mod:`vit_lesson.checks.remote`) and runs the same check **in its own process**: inputs
+and expected answers are made here, each call of the learner's function goes to the kernel and
+only plain data comes back (numbers, strings, tensors as bytes; never a pickle). So a patched
+``RESULTS``, ``CheckResult`` or ``print``, a hand-printed ✅ line or a check cell hidden by
+metadata earns nothing; an answer that is the course package's own function, class or module is
+named and not counted, and a pass the notebook shows but the grader's check does not confirm is
+named in ``detail``.
 
-Printed check lines are not trusted: after every code cell the grader runs a cell of its own that
-reports what the checks really returned (``vit_lesson.checks.core.RESULTS``), tagged with a secret
-made for this run, and grades from that. A ``✅`` line that a learner prints by hand counts for
-nothing and is named in ``detail``. (Code that rewrites ``RESULTS`` on purpose could still fool it;
-the executed copy, which leaves the grader's cells out, shows who did.)
+Which exercises a notebook has comes from the solution notebook of the same name
+(``--solutions``, default ``notebooks/``): the check lines in its stored outputs; without one,
+the exercises numbered like the notebook. Checks of other notebooks' exercises do not count. An
+exercise whose check never ran is ``missing``. A notebook that kills its kernel, runs out of time
+or memory, is not a notebook, or raises in a cell is reported in ``status`` and never stops the
+grading of the others. Submissions are only read, never modified.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import logging
-import math
 import os
 import re
 import secrets
+import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,13 +66,15 @@ from .checks.core import FAIL, PASS, TODO
 
 nbformat = optional("nbformat")  # the [teacher] extra, imported when first used
 
-__all__ = ["Run", "Grade", "execute_notebook", "kernel_manager", "check_results", "expected_exercises",
-           "add_recorders", "recorded_results", "remove_recorders", "RECORDER",
-           "grade", "grade_notebook", "markdown_table", "csv_table", "write_report", "MISSING",
-           "NOT_SUBMITTED"]
+__all__ = ["Run", "Grade", "Skipped", "execute_notebook", "kernel_manager", "check_results", "expected_exercises",
+           "output_text", "grade", "grade_notebook", "find_submissions", "markdown_table", "csv_table",
+           "summary_table", "write_report", "MISSING", "NOT_SUBMITTED", "MAX_OUTPUT"]
 
 MISSING = "missing"
 OK, ERRORS, CRASHED, TIMEOUT, INVALID, NOT_SUBMITTED = "ok", "errors", "crashed", "timeout", "invalid", "not submitted"
+MAX_OUTPUT = 8 << 20           # bytes of outputs kept per notebook (the rest is cut, with a note)
+MAX_MESSAGE = MAX_OUTPUT + (4 << 20)  # one message from the kernel larger than this drops the connection
+MAX_NOTEBOOK = 50 << 20        # a submitted file larger than this is not run
 
 #: A check's line, as :class:`vit_lesson.checks.core.CheckResult` prints it.
 CHECK_LINE = re.compile(
@@ -66,6 +82,7 @@ CHECK_LINE = re.compile(
 _STATUS = {"✅": PASS, "⏳": TODO, "❌": FAIL}
 _ICON = {PASS: "✅ pass", FAIL: "❌ fail", TODO: "⏳ todo", MISSING: "· missing"}
 KERNEL_NAME = "vit-lesson-grading"
+_CHECK_LOCK = threading.Lock()  # grader-side checks seed torch's global RNG: one at a time
 
 
 # --- running one notebook ------------------------------------------------------------------------
@@ -77,82 +94,317 @@ class Run:
     status: str
     detail: str = ""
     seconds: float = 0.0
+    notes: list = field(default_factory=list)
 
 
-def kernel_manager(python: str | None = None, spec_root: str | Path | None = None):
-    """An nbclient-ready kernel manager whose kernel is ``python -m ipykernel_launcher``.
+def kernel_manager(python: str | None = None, spec_root: str | Path | None = None, argv: list | None = None,
+                   connection_dir: str | Path | None = None, owner: int | None = None):
+    """An nbclient-ready kernel manager whose kernel is ``argv`` (default ``python -m ipykernel_launcher``).
 
-    The kernel spec is written to ``spec_root`` (a private folder), so nothing is registered
-    with Jupyter globally and the notebook's own ``kernelspec`` metadata is ignored.
+    The kernel spec is written to ``spec_root`` (a private folder), so nothing is registered with
+    Jupyter globally and the notebook's own ``kernelspec`` metadata is ignored. The connection
+    file and the IPC sockets go to ``connection_dir`` (default ``spec_root``), chowned to
+    ``owner`` when the kernel runs under another user id.
     """
+    import zmq
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
 
+    class Manager(AsyncKernelManager):
+        def write_connection_file(self, **kwargs):
+            super().write_connection_file(**kwargs)
+            if owner is not None:
+                os.chown(self.connection_file, owner, owner)
+
     spec_root = Path(spec_root or tempfile.mkdtemp(prefix="vit-lesson-kernel-"))
+    connection_dir = Path(connection_dir or spec_root)
     spec = spec_root / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
+    argv = argv or [python or sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [python or sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python (vit_lesson grading)", "language": "python"}))
-    return AsyncKernelManager(kernel_name=KERNEL_NAME, transport="ipc", connection_file=str(spec_root / "kernel.json"),
-                              kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_root)]))
-
-
-#: Metadata key of the cells the grader adds to a submission (never counted, never written back).
-RECORDER = "vit_lesson_grader"
+        "argv": argv, "display_name": "Python (vit_lesson grading)", "language": "python"}))
+    km = Manager(kernel_name=KERNEL_NAME, transport="ipc", connection_file=str(connection_dir / "kernel.json"),
+                 ip=str(connection_dir / "ipc"), kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_root)]))
+    km.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)  # one huge message cannot fill the grader's memory
+    return km
 
 
 def _code_cell_label(nb, cell) -> str:
-    code = [c for c in nb.cells if c.cell_type == "code" and not c.metadata.get(RECORDER)]
+    code = [c for c in nb.cells if c.cell_type == "code"]
     first_line = next((line for line in cell.source.splitlines() if line.strip()), "").strip()
-    return f"code cell {code.index(cell) + 1} (`{first_line[:60]}`)"
+    number = next((i for i, c in enumerate(code) if c is cell), -1) + 1
+    return f"code cell {number} (`{first_line[:60]}`)"
+
+
+def _output_size(content: dict) -> int:
+    size = len(content.get("text", "") or "") + len(str(content.get("traceback", "")))
+    for value in (content.get("data") or {}).values():
+        size += len(value) if isinstance(value, str) else len(json.dumps(value))
+    return size
+
+
+def _client_class():
+    from nbclient import NotebookClient
+
+    class Client(NotebookClient):
+        """nbclient, keeping at most ``max_output`` bytes of outputs (a note replaces the rest)."""
+
+        max_output = MAX_OUTPUT
+        kept = 0
+        cut_in = None
+
+        def output(self, outs, msg, display_id, cell_index):
+            size = _output_size(msg.get("content") or {})
+            if self.cut_in is None and self.kept + size <= self.max_output:
+                self.kept += size
+                return super().output(outs, msg, display_id, cell_index)
+            if self.cut_in is None:
+                self.cut_in = cell_index
+                outs.append(nbformat.v4.new_output("stream", name="stderr", text=(
+                    f"[grader: the outputs passed {self.max_output // (1 << 20)} MiB; everything after this "
+                    "point was cut]\n")))
+            return None
+
+    return Client
+
+
+class _Session:
+    """One notebook running in its sandbox: cells through nbclient, checks through the bridge."""
+
+    def __init__(self, nb, sandbox, timeout, python, env, max_output, grade_checks):
+        self.nb, self.sandbox, self.timeout = nb, sandbox, timeout
+        self.python, self.env, self.grade_checks = python or sys.executable, env or {}, grade_checks
+        self.max_output = max_output
+        self.deadline = None
+        self.cell = None
+        self.verdicts: list = []   # (entry, CheckResult | None, note)
+        self.loop = None
+
+    def remaining(self) -> float:
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.timeout
+        return self.deadline - time.monotonic()
+
+    async def rpc(self, request: dict) -> dict:
+        """Send one request to the agent in the kernel, as a silent execute request; wait for its reply."""
+        from queue import Empty
+
+        from .checks.remote import MIME, BridgeError
+
+        nonce = secrets.token_hex(8)
+        code = ("__import__('importlib').import_module('vit_lesson.checks.remote').AGENT.respond("
+                f"{nonce!r}, {json.dumps(request)!r})")
+        kc = self.client.kc
+        msg_id = kc.execute(code, silent=False, store_history=False, allow_stdin=False, stop_on_error=False)
+        reply = None
+        while True:
+            left = self.remaining()
+            if left <= 0:
+                raise _Timeout()
+            try:
+                msg = await kc.get_iopub_msg(timeout=min(left, 1.0))
+            except Empty:
+                if not await self.client.km.is_alive():
+                    raise _Dead() from None
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            content = msg.get("content", {})
+            if msg["msg_type"] == "display_data":
+                data = (content.get("data") or {}).get(MIME)
+                if isinstance(data, dict) and data.get("nonce") == nonce:
+                    reply = data.get("reply")
+            elif msg["msg_type"] == "status" and content.get("execution_state") == "idle":
+                break
+        if reply is None:
+            raise BridgeError("the kernel did not answer the grader (was vit_lesson.checks.remote changed?)")
+        return reply
+
+    def _request_from_thread(self, request: dict) -> dict:
+        future = asyncio.run_coroutine_threadsafe(self.rpc(request), self.loop)
+        return future.result()
+
+    async def grade_pending(self):
+        from .checks.remote import Bridge
+
+        if not self.grade_checks:
+            return
+        pending = await self.rpc({"op": "pending"})
+        if not isinstance(pending, dict) or not isinstance(pending.get("pending"), list):
+            raise _Broken("the kernel's answer to the grader was malformed")
+        for entry in pending["pending"][:50]:
+            bridge = Bridge(self._request_from_thread)
+            verdict = await self.loop.run_in_executor(None, _run_check, entry, bridge)
+            self.verdicts.append(verdict)
+
+    async def run(self) -> Run:
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+        self.loop = asyncio.get_running_loop()
+        start = time.monotonic()
+        scratch = self.sandbox.scratch
+        with tempfile.TemporaryDirectory(prefix="vit-lesson-kernel-") as spec_root:
+            argv = self.sandbox.wrap([self.python, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                                      "--IPKernelApp.parent_handle=1"])  # the sandbox ends it, not a poller
+            km = kernel_manager(spec_root=spec_root, argv=argv, connection_dir=scratch, owner=self.sandbox.uid)
+            self.client = client = _client_class()(
+                self.nb, km=km, allow_errors=True, shutdown_kernel="immediate", startup_timeout=120,
+                timeout_func=lambda cell: max(0.05, self.remaining()),
+                skip_cells_with_tag=f"never-{secrets.token_hex(8)}",  # no tag makes a cell skip
+                resources={"metadata": {"path": str(scratch)}})
+            client.max_output = self.max_output
+            kernel_env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", **self.sandbox.env(), **self.env}
+            kernel_env = {k: v for k, v in kernel_env.items() if v is not None}
+            run = None
+            try:
+                async with client.async_setup_kernel(env=kernel_env, cwd=str(scratch)):
+                    if self.grade_checks:
+                        msg_id = client.kc.execute("import vit_lesson.checks.remote as _vl_remote; _vl_remote.start(); "
+                                                   "del _vl_remote", silent=True, store_history=False)
+                        await client.async_wait_for_reply(msg_id)
+                    for index, cell in enumerate(self.nb.cells):
+                        if cell.get("cell_type") != "code" or not cell.source.strip():
+                            continue
+                        self.cell = cell
+                        if self.remaining() <= 0:
+                            raise _Timeout()
+                        try:
+                            await asyncio.wait_for(client.async_execute_cell(cell, index),
+                                                   timeout=self.remaining() + 5)
+                        except asyncio.TimeoutError:
+                            raise _Timeout() from None
+                        await self.grade_pending()
+                    run = Run(OK)
+                    await self._stop_kernel()
+            except (CellTimeoutError, _Timeout):
+                where = _code_cell_label(self.nb, self.cell) if self.cell is not None else "startup"
+                run = Run(TIMEOUT, f"still running after {self.timeout:g} s, in {where}")
+            except (DeadKernelError, _Dead):
+                where = f" in {_code_cell_label(self.nb, self.cell)}" if self.cell is not None else " while starting"
+                if self.sandbox.out_of_memory():
+                    run = Run(CRASHED, f"the kernel was killed{where}: out of memory (the limit is "
+                                       f"{self.sandbox.limits.memory / (1 << 30):g} GiB)")
+                else:
+                    run = Run(CRASHED, f"the kernel died{where} (os._exit, a signal, a segfault or out of memory?)")
+            except _Broken as error:
+                run = Run(CRASHED, str(error))
+            except Exception as error:  # noqa: BLE001 - e.g. the kernel would not start
+                run = Run(CRASHED, f"could not run: {type(error).__name__}: {error}"[:300])
+            finally:
+                self.sandbox.close()
+        run.seconds = time.monotonic() - start
+        if client.cut_in is not None:
+            cell = self.nb.cells[client.cut_in]
+            run.notes.append(f"output over {self.max_output // (1 << 20)} MiB, cut from "
+                             f"{_code_cell_label(self.nb, cell) if cell.cell_type == 'code' else 'a cell'} on")
+        if run.status == OK:
+            errors = [(cell, out) for cell in self.nb.cells if cell.cell_type == "code"
+                      for out in cell.get("outputs", []) if out.output_type == "error"]
+            if errors:
+                cell, out = errors[0]
+                more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+                run.status = ERRORS
+                run.detail = f"{_code_cell_label(self.nb, cell)} raised {out.ename}: {out.evalue}"[:300] + more
+        return run
+
+    async def _stop_kernel(self):
+        """Ask the launcher to end the kernel and everything it started (before nbclient's own kill)."""
+        provisioner = getattr(self.client.km, "provisioner", None)
+        pid = getattr(provisioner, "pid", None)
+        if pid:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                return
+            for _ in range(100):
+                if not await self.client.km.is_alive():
+                    break
+                await asyncio.sleep(0.02)
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _Dead(Exception):
+    pass
+
+
+class _Broken(Exception):
+    pass
+
+
+def _check_registry() -> dict:
+    from . import checks
+
+    registry = {}
+    for name in dir(checks):
+        fn = getattr(checks, name)
+        if name.startswith("check_") and getattr(fn, "exercise_id", None):
+            registry[fn.exercise_id] = fn
+    return registry
+
+
+def _run_check(entry: dict, bridge):
+    """Run the grader's own check on the answers the kernel reported (in a worker thread)."""
+    from .checks.core import QUIET, CheckResult
+    from .checks.remote import package_answer
+
+    exercise_id, name = str(entry.get("exercise", "")), str(entry.get("check", ""))
+    check = _check_registry().get(exercise_id)
+    if check is None or check.__name__ != name:
+        return entry, None, f"a check the course does not have ({name[:40]} for {exercise_id[:20]}) was called"
+    title = getattr(check, "title", exercise_id)
+    if entry.get("error"):
+        return entry, CheckResult(exercise_id, title, FAIL, f"the grader could not read the answer: {entry['error']}"[:300]), None
+    token = QUIET.set(True)
+    try:
+        args = [bridge.decode(a) for a in entry.get("args", [])]
+        kwargs = {k: bridge.decode(v) for k, v in (entry.get("kwargs") or {}).items()}
+        package = [p for p in map(package_answer, [*args, *kwargs.values()]) if p]
+        if package:
+            return entry, CheckResult(exercise_id, title, FAIL, f"answered with {package[0]}, the course's own code"), \
+                "package"
+        with _CHECK_LOCK:
+            result = check(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - a malformed answer is the learner's fail, never the grader's crash
+        result = CheckResult(exercise_id, title, FAIL, f"the grader could not check the answer ({type(error).__name__}: "
+                                                       f"{error})"[:300])
+    finally:
+        QUIET.reset(token)
+    return entry, result, None
 
 
 def execute_notebook(nb, workdir: str | Path, timeout: float = 300, python: str | None = None,
-                     env: dict | None = None) -> Run:
-    """Run every code cell of ``nb`` (in place) in a fresh kernel whose working directory is ``workdir``.
+                     env: dict | None = None, sandbox: str = "auto", limits=None,
+                     max_output: int = MAX_OUTPUT, hide=()) -> Run:
+    """Run every code cell of ``nb`` (in place) in a sandboxed kernel whose scratch folder is ``workdir``.
 
     ``timeout`` limits all the cells together, in seconds (kernel start-up is not counted). Cells
     that raise do not stop the run (``status`` becomes ``errors``); a kernel that dies
     (``crashed``) or a run out of time (``timeout``) stops it, keeping the outputs of the cells
-    that ran. Never raises for what the notebook does.
+    that ran. Never raises for what the notebook does. No checks are graded here (see
+    :func:`grade_notebook`).
     """
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    run, _ = _execute(nb, workdir, timeout, python, env, sandbox, limits, max_output, hide, grade_checks=False)
+    return run
 
-    start = time.monotonic()
-    running = {}
 
-    def remaining(cell):  # nbclient asks as each cell starts; the clock starts at the first one
-        running.setdefault("deadline", time.monotonic() + timeout)
-        running["cell"] = cell
-        return max(1, math.ceil(running["deadline"] - time.monotonic()))
+def _execute(nb, workdir, timeout, python, env, sandbox, limits, max_output, hide, grade_checks):
+    from .sandbox import Limits, Sandbox
 
-    with tempfile.TemporaryDirectory(prefix="vit-lesson-kernel-") as spec_root:
-        client = NotebookClient(
-            nb, km=kernel_manager(python, spec_root), timeout_func=remaining, allow_errors=True,
-            shutdown_kernel="immediate", startup_timeout=120, resources={"metadata": {"path": str(workdir)}})
-        kernel_env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", **(env or {})}
-        kernel_env = {k: v for k, v in kernel_env.items() if v is not None}
-        try:
-            client.execute(cleanup_kc=True, env=kernel_env)
-        except CellTimeoutError:
-            where = _code_cell_label(nb, running["cell"]) if "cell" in running else "startup"
-            return Run(TIMEOUT, f"still running after {timeout:g} s, in {where}", time.monotonic() - start)
-        except DeadKernelError:
-            where = f" in {_code_cell_label(nb, running['cell'])}" if "cell" in running else " while starting"
-            return Run(CRASHED, f"the kernel died{where} (os._exit, a segfault or out of memory?)",
-                       time.monotonic() - start)
-        except Exception as error:  # noqa: BLE001 - e.g. the kernel would not start
-            return Run(CRASHED, f"could not run: {type(error).__name__}: {error}", time.monotonic() - start)
-    errors = [(cell, out) for cell in nb.cells if cell.cell_type == "code" and not cell.metadata.get(RECORDER)
-              for out in cell.get("outputs", []) if out.output_type == "error"]
-    if errors:
-        cell, out = errors[0]
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return Run(ERRORS, f"{_code_cell_label(nb, cell)} raised {out.ename}: {out.evalue}"[:300] + more,
-                   time.monotonic() - start)
-    return Run(OK, "", time.monotonic() - start)
+    limits = limits or Limits()
+    if limits.cpu is None:
+        limits = Limits(**{**limits.__dict__, "cpu": int(timeout * (os.cpu_count() or 1) + 120)})
+    try:
+        box = Sandbox(Path(workdir), hide=[Path(h) for h in hide], limits=limits, kind=sandbox,
+                      python=python or sys.executable)
+    except (RuntimeError, ValueError) as error:
+        return Run(CRASHED, f"no sandbox: {error}"), []
+    session = _Session(nb, box, timeout, python, env, max_output, grade_checks)
+    run = asyncio.run(session.run())
+    run.notes = box.notes + run.notes if box.kind == "process" else run.notes
+    return run, session.verdicts
 
 
 # --- reading check results --------------------------------------------------------------------------
@@ -173,48 +425,12 @@ def check_results(nb) -> dict[str, tuple[str, str, str]]:
     """``{exercise id: (title, status, line)}`` from the check lines in a notebook's outputs.
 
     ``status`` is ``pass`` / ``fail`` / ``todo``; an exercise checked twice keeps its last line.
+    (For reading stored notebooks; the grader does not trust printed lines.)
     """
     results = {}
     for match in CHECK_LINE.finditer(output_text(nb)):
         results[match["id"]] = (match["title"], _STATUS[match["icon"]], match[0])
     return results
-
-
-def add_recorders(nb, secret: str) -> None:
-    """After every code cell of ``nb``, add a cell that prints ``secret`` and the checks' real results.
-
-    The added cells carry ``metadata[RECORDER]``; :func:`recorded_results` reads them back and
-    :func:`remove_recorders` takes them out again. ``secret`` exists only in these cells, so
-    nothing the learner's cells print can pass for them.
-    """
-    source = ("import json as _vl_json, vit_lesson.checks.core as _vl_core\n"
-              f"print({secret!r}, _vl_json.dumps([[r.exercise, r.title, r.status, r.line] "
-              "for r in _vl_core.RESULTS]))")
-    cells = []
-    for cell in nb.cells:
-        cells.append(cell)
-        if cell.cell_type == "code":
-            recorder = nbformat.v4.new_code_cell(source)
-            recorder.metadata[RECORDER] = True
-            cells.append(recorder)
-    nb.cells = cells
-
-
-def recorded_results(nb, secret: str) -> dict[str, tuple[str, str, str]] | None:
-    """``{exercise id: (title, status, line)}`` from the last recorder cell that ran (None if none did)."""
-    last = None
-    for cell in nb.cells:
-        if cell.cell_type == "code" and cell.metadata.get(RECORDER):
-            for out in cell.get("outputs", []):
-                if out.output_type == "stream" and out.text.startswith(secret + " "):
-                    last = out.text[len(secret) + 1:]
-    if last is None:
-        return None
-    return {exercise: (title, status, line) for exercise, title, status, line in json.loads(last)}
-
-
-def remove_recorders(nb) -> None:
-    nb.cells = [cell for cell in nb.cells if not cell.metadata.get(RECORDER)]
 
 
 def expected_exercises(solution: str | Path) -> dict[str, str]:
@@ -251,46 +467,93 @@ class Grade:
     exercises: dict[str, str] = field(default_factory=dict)   # id -> pass / fail / todo / missing
     titles: dict[str, str] = field(default_factory=dict)      # id -> title
     seconds: float = 0.0
+    messages: dict[str, str] = field(default_factory=dict)    # id -> the grader's check message
 
     @property
     def passed(self) -> str:
         return f"{sum(s == PASS for s in self.exercises.values())}/{len(self.exercises)}"
 
 
+@dataclass
+class Skipped:
+    """A file or folder of the submissions that was not graded, and why."""
+
+    path: str
+    reason: str
+
+
+def _plural(items) -> str:
+    return "s" if len(items) > 1 else ""
+
+
 def grade_notebook(path: str | Path, expected: dict[str, str] | None = None, timeout: float = 300,
-                   python: str | None = None, learner: str = "", executed_copy: str | Path | None = None) -> Grade:
-    """Run one submitted notebook in a temporary folder and grade its exercises (never raises)."""
-    path, expected = Path(path), dict(expected or {})
-    grade = Grade(learner, path.stem, OK, titles=dict(expected), exercises={ex: MISSING for ex in expected})
+                   python: str | None = None, learner: str = "", executed_copy: str | Path | None = None,
+                   sandbox: str = "auto", limits=None, max_output: int = MAX_OUTPUT, hide=(),
+                   name: str | None = None) -> Grade:
+    """Run one submitted notebook in its sandbox and grade its exercises with the grader's checks (never raises)."""
+    path = Path(path)
+    name = name or path.stem
+    number = re.match(r"(\d+)_", name)
+    expected = dict(expected or {})
+    grade = Grade(learner, name, OK, titles=dict(expected), exercises={ex: MISSING for ex in expected})
     try:
+        if path.stat().st_size > MAX_NOTEBOOK:
+            raise ValueError(f"it is larger than {MAX_NOTEBOOK >> 20} MiB")
         nb = nbformat.read(path, as_version=4)
         if not isinstance(nb.get("cells"), list):
             raise ValueError("it has no list of cells")
+        for cell in nb.cells:
+            if not isinstance(cell.get("source", ""), str):
+                raise ValueError("a cell's source is not text")
     except Exception as error:  # noqa: BLE001 - anything that is not a readable notebook
         grade.status, grade.detail = INVALID, f"not a readable notebook: {type(error).__name__}: {error}"[:300]
         return grade
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
             cell.outputs, cell.execution_count = [], None
-    secret = secrets.token_hex(16)
-    add_recorders(nb, secret)
     with tempfile.TemporaryDirectory(prefix="vit-lesson-grade-") as workdir:
-        run = execute_notebook(nb, workdir, timeout=timeout, python=python)
+        scratch = Path(workdir) / "work"
+        scratch.mkdir()
+        nbformat.write(nb, scratch / f"{name}.ipynb")  # the notebook's private copy
+        run, verdicts = _execute(nb, scratch, timeout, python, None, sandbox, limits, max_output, hide,
+                                 grade_checks=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     grade.status, grade.detail, grade.seconds = run.status, run.detail, run.seconds
-    recorded = recorded_results(nb, secret) or {}
-    remove_recorders(nb)
-    for exercise_id, (title, status, _) in recorded.items():
-        grade.titles.setdefault(exercise_id, title)
-        grade.exercises[exercise_id] = status
-    notes = []
-    faked = [ex for ex, (_, status, _) in check_results(nb).items()
-             if status == PASS and recorded.get(ex, (None, None))[1] != PASS]
+    notes = list(run.notes)
+    own, package, foreign, unknown = {}, {}, set(), []
+    for entry, result, note in verdicts:
+        if result is None:
+            unknown.append(note)
+            continue
+        ex = result.exercise
+        if ex not in expected and not (not expected and number and ex.split(".")[0] == str(int(number[1]))):
+            foreign.add(ex)
+            continue
+        grade.titles.setdefault(ex, result.title)
+        if note == "package":
+            package[ex] = result
+        else:
+            own[ex] = result
+    for ex in package:
+        notes.append(f"exercise {ex}: {package[ex].message} (not counted)")
+    for ex, result in {**package, **own}.items():
+        grade.exercises[ex] = result.status
+        if result.status == FAIL:
+            grade.messages[ex] = result.message
+    if foreign:
+        notes.append(f"ran the check{_plural(foreign)} of exercise{_plural(foreign)} "
+                     f"{', '.join(sorted(foreign, key=_natural))} from another notebook (not counted)")
+    if unknown:
+        notes.append(unknown[0] + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
+    shown = check_results(nb)
+    faked = [ex for ex, (_, status, _) in shown.items() if status == PASS and grade.exercises.get(ex) != PASS
+             and ex not in package]
     if faked:
-        notes.append(f"printed a pass line for exercise{'s' if len(faked) > 1 else ''} {', '.join(faked)} "
-                     "that no check produced (not counted)")
+        notes.append(f"the notebook shows a pass for exercise{_plural(faked)} {', '.join(faked)} that the "
+                     "grader's check does not give (not counted)")
     missing = [ex for ex, status in grade.exercises.items() if status == MISSING]
     if missing and grade.status == OK:
-        notes.append(f"no check output for exercise{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        notes.append(f"no check ran for exercise{_plural(missing)} {', '.join(missing)}")
     grade.detail = "; ".join([grade.detail, *notes] if grade.detail else notes)
     if executed_copy:
         Path(executed_copy).parent.mkdir(parents=True, exist_ok=True)
@@ -298,39 +561,101 @@ def grade_notebook(path: str | Path, expected: dict[str, str] | None = None, tim
     return grade
 
 
-def _submissions(submissions: Path) -> dict[str, dict[str, Path]]:
-    """``{learner: {notebook name: path}}`` from ``submissions/<learner>/<notebook>.ipynb``."""
-    found = {}
-    for folder in sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        found[folder.name] = {p.stem: p for p in sorted(folder.glob("*.ipynb")) if not p.name.startswith(".")}
-    return found
+_COPY = re.compile(r"^(?P<name>.+?)(?:\s*\(\d+\)|[ _-]+[Cc]opy(?:[ _-]*\d+)?|-Copy\d*)$")
+
+
+def find_submissions(submissions: str | Path, names=None):
+    """``({learner: {notebook name: (path, note)}}, [Skipped])`` from ``submissions/<learner>/...``.
+
+    A learner's notebook may be nested in sub-folders, end in ``.IPYNB``, or be a copy's name
+    (``01_patches (1).ipynb``, ``01_patches-Copy1.ipynb``): each is graded as its notebook, with a
+    note. ``names`` (the solution notebooks' names) says which notebooks exist; without it, any
+    ``NN_name``. What is not graded is returned with the reason: hidden folders, files outside a
+    learner's folder, other extensions, names of no notebook, and extra copies.
+    """
+    root = Path(submissions)
+    found, skipped = {}, []
+    wanted = set(names or ())
+
+    def known(stem):
+        return stem in wanted if wanted else re.fullmatch(r"\d\d_\w+", stem) is not None
+
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            skipped.append(Skipped(entry.name, "a hidden name (starts with a dot): rename the folder to grade it"))
+            continue
+        if not entry.is_dir():
+            skipped.append(Skipped(entry.name, "not inside a learner's folder"))
+            continue
+        candidates = {}
+        for path in sorted(entry.rglob("*")):
+            relative = path.relative_to(root)
+            if path.is_dir() or any(part.startswith(".") for part in path.relative_to(entry).parts):
+                if not path.is_dir() and ".ipynb_checkpoints" not in relative.parts:
+                    skipped.append(Skipped(str(relative), "a hidden name (starts with a dot)"))
+                continue
+            if path.suffix.lower() != ".ipynb":
+                skipped.append(Skipped(str(relative), f"not a notebook ({path.suffix or 'no extension'})"))
+                continue
+            stem, copy = path.stem, False
+            if not known(stem):
+                match = _COPY.match(stem)
+                if match and known(match["name"].strip()):
+                    stem, copy = match["name"].strip(), True
+                else:
+                    skipped.append(Skipped(str(relative), "no course notebook has this name"))
+                    continue
+            depth = len(path.relative_to(entry).parts) - 1
+            candidates.setdefault(stem, []).append((copy, depth, path.suffix != ".ipynb", str(relative), path))
+        found[entry.name] = {}
+        for stem, options in sorted(candidates.items()):
+            options.sort()
+            copy, depth, odd_case, relative, path = options[0]
+            notes = []
+            if copy:
+                notes.append(f"graded {path.name} (a copy's name)")
+            if depth:
+                notes.append(f"found in {Path(relative).parent}")
+            if odd_case and not copy:
+                notes.append(f"graded {path.name}")
+            for *_, other, _ in options[1:]:
+                skipped.append(Skipped(other, f"another file for {stem}; graded {relative}"))
+            found[entry.name][stem] = (path, "; ".join(notes))
+    return found, skipped
 
 
 def grade(submissions: str | Path, out: str | Path | None = "report", timeout: float = 300,
           solutions: str | Path | None = "notebooks", python: str | None = None, jobs: int = 1,
-          log=sys.stderr) -> list[Grade]:
+          log=sys.stderr, sandbox: str = "auto", limits=None, max_output: int = MAX_OUTPUT) -> list[Grade]:
     """Grade every ``submissions/<learner>/<notebook>.ipynb``; write the report to ``out`` (if given).
 
     Every learner is expected to hand in every notebook name that anyone handed in; a missing
     one gets a ``not submitted`` row. ``jobs`` notebooks run at a time. Returns the rows, learners
-    then notebooks in order.
+    then notebooks in order (``grade.skipped`` holds what was not graded, and why).
     """
     submissions = Path(submissions)
     if not submissions.is_dir():
         raise FileNotFoundError(f"No submissions folder {submissions}: expected {submissions}/<learner>/<notebook>.ipynb.")
-    handed_in = _submissions(submissions)
+    solution_names = sorted(p.stem for p in Path(solutions).glob("*.ipynb")) if solutions and Path(solutions).is_dir() else None
+    handed_in, skipped = find_submissions(submissions, solution_names)
     names = sorted({name for notebooks in handed_in.values() for name in notebooks})
     expected = {}
     for name in names:
         solution = Path(solutions) / f"{name}.ipynb" if solutions else None
         expected[name] = expected_exercises(solution) if solution and solution.is_file() else {}
+    hide = [submissions.resolve(), *([Path(solutions).resolve()] if solutions else []),
+            *([Path(out).resolve()] if out else [])]
 
     def grade_one(learner, name):
         if name not in handed_in[learner]:
             return Grade(learner, name, NOT_SUBMITTED, titles=dict(expected[name]),
                          exercises={ex: MISSING for ex in expected[name]})
+        path, note = handed_in[learner][name]
         copy = Path(out) / "executed" / learner / f"{name}.ipynb" if out else None
-        row = grade_notebook(handed_in[learner][name], expected[name], timeout, python, learner, copy)
+        row = grade_notebook(path, expected[name], timeout, python, learner, copy, sandbox, limits, max_output,
+                             hide, name=name)
+        if note:
+            row.detail = "; ".join(filter(None, [note, row.detail]))
         if log:
             print(f"graded {learner}/{name}: {row.status}, {row.passed} passed ({row.seconds:.0f} s)", file=log)
         return row
@@ -338,9 +663,16 @@ def grade(submissions: str | Path, out: str | Path | None = "report", timeout: f
     pairs = [(learner, name) for learner in handed_in for name in names]
     with ThreadPoolExecutor(max(1, jobs)) as pool:  # each run is a kernel process: threads only wait
         grades = list(pool.map(lambda pair: grade_one(*pair), pairs))
+    if log:
+        for item in skipped:
+            print(f"not graded: {item.path}: {item.reason}", file=log)
     if out:
-        write_report(grades, out)
+        write_report(grades, out, skipped)
+    grade.skipped = skipped
     return grades
+
+
+grade.skipped = []
 
 
 # --- the report --------------------------------------------------------------------------------------
@@ -369,57 +701,142 @@ def _rows(grades, icons: bool):
     return header, rows
 
 
+def _spreadsheet_safe(value) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading = + - @ (or tab, CR) is a formula, so prefix '."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def csv_table(grades) -> str:
     """The report as CSV (exercise cells: pass / fail / todo / missing, blank if not in that notebook)."""
     header, rows = _rows(grades, icons=False)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerow([_spreadsheet_safe(c) for c in header])
+    writer.writerows([[_spreadsheet_safe(c) for c in row] for row in rows])
     return buffer.getvalue()
 
 
-def markdown_table(grades) -> str:
+def _md(cells) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+
+def markdown_table(grades, skipped=()) -> str:
     """The report as a Markdown table, with a per-exercise class summary below it."""
     header, rows = _rows(grades, icons=True)
-
-    def line(cells):
-        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
-
-    text = [line(header), line(["---"] * len(header)), *(line(r) for r in rows)]
+    text = [_md(header), _md(["---"] * len(header)), *(_md(r) for r in rows)]
     summary = []
     for ex, label in _columns(grades):
         graded = [r for r in grades if ex in r.exercises]
         summary.append(f"{label}: {sum(r.exercises[ex] == PASS for r in graded)}/{len(graded)}")
     if summary:
         text += ["", "Passed, per exercise: " + "; ".join(summary) + "."]
+    if skipped:
+        text += ["", "Not graded:", "", *(f"- `{s.path}`: {s.reason}" for s in skipped)]
     return "\n".join(text) + "\n"
 
 
-def write_report(grades, out: str | Path) -> tuple[Path, Path]:
-    """Write ``out/grades.csv`` and ``out/grades.md``; return their paths."""
+def class_summary(grades, top: int = 3) -> list[dict]:
+    """Per exercise: passed, fail, todo, missing counts and the ``top`` most frequent ❌ messages."""
+    out = []
+    for ex, label in _columns(grades):
+        rows = [r for r in grades if ex in r.exercises]
+        counts = Counter(r.exercises[ex] for r in rows)
+        mistakes = Counter(r.messages[ex] for r in rows if ex in r.messages)
+        out.append({"exercise": ex, "label": label, "learners": len(rows), "pass": counts[PASS],
+                    "fail": counts[FAIL], "todo": counts[TODO], "missing": counts[MISSING],
+                    "mistakes": mistakes.most_common(top)})
+    return out
+
+
+def summary_table(grades, top: int = 3) -> str:
+    """Markdown: the pass rate per exercise, then the most frequent ❌ messages per exercise."""
+    summary = class_summary(grades, top)
+    text = ["# Class summary", "", _md(["exercise", "passed", "pass rate", "fail", "todo", "missing"]),
+            _md(["---"] * 6)]
+    for s in summary:
+        rate = f"{round(100 * s['pass'] / s['learners'])}%" if s["learners"] else "-"
+        text.append(_md([s["label"], f"{s['pass']}/{s['learners']}", rate, s["fail"], s["todo"], s["missing"]]))
+    text += ["", "## The most frequent mistakes", ""]
+    for s in summary:
+        if s["mistakes"]:
+            text.append(f"**{s['label']}**")
+            text += [f"- {n} × {message[:200]}" for message, n in s["mistakes"]]
+            text.append("")
+    if not any(s["mistakes"] for s in summary):
+        text.append("No ❌ in this class.")
+    return "\n".join(text).rstrip() + "\n"
+
+
+def summary_figure(grades, path: str | Path) -> Path | None:
+    """A bar chart of the pass rate per exercise (stacked pass / fail / todo / missing), as PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    summary = class_summary(grades)
+    if not summary:
+        return None
+    figure = Figure(figsize=(7, 0.45 * len(summary) + 1.4), dpi=100, layout="constrained")
+    ax = figure.subplots()
+    labels = [s["label"][:40] for s in summary][::-1]
+    left = [0.0] * len(summary)
+    for key, colour in (("pass", "#2e7d32"), ("fail", "#c62828"), ("todo", "#f9a825"), ("missing", "#9e9e9e")):
+        values = [s[key] / s["learners"] if s["learners"] else 0 for s in summary][::-1]
+        ax.barh(labels, values, left=left, color=colour, label=key)
+        left = [a + b for a, b in zip(left, values)]
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of learners")
+    ax.set_title("Exercises: pass / fail / todo / missing")
+    ax.legend(loc="lower right", fontsize=8)
+    figure.savefig(path)
+    return Path(path)
+
+
+def write_report(grades, out: str | Path, skipped=()) -> tuple[Path, Path]:
+    """Write ``out/grades.csv``, ``out/grades.md``, ``out/summary.md`` and ``out/summary.png``; return the first two."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "grades.csv").write_text(csv_table(grades), encoding="utf-8")
-    (out / "grades.md").write_text(markdown_table(grades), encoding="utf-8")
+    (out / "grades.md").write_text(markdown_table(grades, skipped), encoding="utf-8")
+    (out / "summary.md").write_text(summary_table(grades), encoding="utf-8")
+    summary_figure(grades, out / "summary.png")
     return out / "grades.csv", out / "grades.md"
 
 
 def add_cli(subparsers) -> None:
     parser = subparsers.add_parser(
-        "grade", help="run learners' notebooks and tabulate which exercise checks passed",
-        description="Grade SUBMISSIONS/<learner>/<NN_name>.ipynb: run each notebook headless in a "
-                    "temporary folder and write OUT/grades.csv, OUT/grades.md and OUT/executed/.")
-    parser.add_argument("submissions", help="folder with one sub-folder of notebooks per learner")
+        "grade", help="run learners' notebooks in sandboxes and tabulate which exercise checks passed",
+        description="Grade SUBMISSIONS/<learner>/<NN_name>.ipynb: run each notebook headless in its own sandbox "
+                    "and write OUT/grades.csv, OUT/grades.md, OUT/summary.md, OUT/summary.png and OUT/executed/.")
+    parser.add_argument("submissions", nargs="?", help="folder with one sub-folder of notebooks per learner")
     parser.add_argument("--out", default="report", help="folder for the report (default: report)")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds allowed per notebook (default: 300)")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds allowed per notebook, all cells "
+                                                                    "together (default: 300)")
     parser.add_argument("--solutions", default=None,
                         help="folder of solution notebooks, which say which exercises each notebook has "
                              "(default: notebooks, if it exists)")
     parser.add_argument("--python", default=None, help="Python that runs the notebooks (default: this one)")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks to run at the same time (default: 1)")
+    parser.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "process"],
+                        help="bwrap (bubblewrap namespaces), process (weaker: limits only), or auto: the "
+                             "strongest available (default)")
+    parser.add_argument("--memory", type=float, default=4, help="GiB of memory per notebook (default: 4)")
+    parser.add_argument("--max-output", type=float, default=MAX_OUTPUT / (1 << 20),
+                        help=f"MiB of outputs kept per notebook (default: {MAX_OUTPUT >> 20})")
+    parser.add_argument("--sandbox-info", action="store_true", help="say which sandbox this machine gives, and exit")
 
     def run(args) -> int:
+        from .sandbox import Limits, describe
+
+        if args.sandbox_info:
+            print(describe())
+            return 0
+        if args.submissions is None:
+            parser.error("the folder of submissions is required")
         # nbclient leaves a pending task behind when a kernel dies; its GC-time log line is noise here
         logging.getLogger("asyncio").addFilter(
             lambda record: "Task was destroyed but it is pending" not in record.getMessage())
@@ -432,9 +849,16 @@ def add_cli(subparsers) -> None:
         if solutions is None:
             print("warning: no solutions folder, so deleted check cells cannot be reported as missing",
                   file=sys.stderr)
-        grades = grade(args.submissions, args.out, args.timeout, solutions, args.python, args.jobs)
-        print(markdown_table(grades), end="")
-        print(f"\nwrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'grades.md'} and "
+        from .sandbox import best_kind
+
+        kind, why = best_kind()
+        if args.sandbox == "auto" and kind != "bwrap":
+            print(f"warning: {why}; see `python -m vit_lesson grade --sandbox-info`", file=sys.stderr)
+        limits = Limits(memory=int(args.memory * (1 << 30)))
+        grades = grade(args.submissions, args.out, args.timeout, solutions, args.python, args.jobs,
+                       sandbox=args.sandbox, limits=limits, max_output=int(args.max_output * (1 << 20)))
+        print(markdown_table(grades, grade.skipped), end="")
+        print(f"\nwrote {Path(args.out) / 'grades.csv'}, grades.md, summary.md, summary.png and "
               f"{Path(args.out) / 'executed'}/", file=sys.stderr)
         return 0
 

@@ -16,6 +16,7 @@ course itself (notebook code and package code must not drift apart), not a learn
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import traceback
@@ -27,7 +28,7 @@ from torch import nn
 from ..i18n import _
 
 __all__ = ["CheckResult", "CheckFailed", "call", "exercise", "hint", "expect_tensor", "expect_close",
-           "same_weights", "check_mirror", "PASS", "FAIL", "TODO", "RESULTS", "HINTS"]
+           "same_weights", "check_mirror", "PASS", "FAIL", "TODO", "RESULTS", "HINTS", "CHECK_HOOKS", "QUIET"]
 
 PASS, FAIL, TODO = "pass", "fail", "todo"
 _ICONS = {PASS: "✅", FAIL: "❌", TODO: "⏳"}
@@ -41,6 +42,15 @@ RESULTS: list = []
 #: only the last may show code. :func:`hint` gives them one at a time.
 HINTS: dict = {}
 _HINTS_SHOWN: dict = {}
+
+#: Called after every exercise check as ``hook(exercise_id, check_name, args, kwargs, result)``.
+#: In a notebook the teacher grades, :mod:`vit_lesson.checks.remote` registers the hook that
+#: hands the answers to the grader, which runs the check again in its own process.
+CHECK_HOOKS: list = []
+
+#: True while the grader runs a check in its own process: the result is returned, not printed,
+#: and not added to :data:`RESULTS`.
+QUIET = contextvars.ContextVar("vit_lesson_checks_quiet", default=False)
 
 
 @dataclass
@@ -93,6 +103,7 @@ def call(fn, *args, **kwargs):
         frames = [f for f in traceback.extract_tb(error.__traceback__)
                   if "vit_lesson" not in f.filename and "site-packages" not in f.filename]
         where = f" (in `{frames[-1].line}`, line {frames[-1].lineno} of your cell)" if frames and frames[-1].line else ""
+        where = getattr(error, "_vl_where", where)  # raised in the learner's sandboxed kernel (grading)
         raise LearnerError(f"your code raised {type(error).__name__}: {error}{where}") from None
 
 
@@ -118,11 +129,19 @@ def exercise(exercise_id: str, title: str, hints=()):
             except Exception as error:  # noqa: BLE001 - a check must never crash the notebook
                 status, message = FAIL, f"could not check your answer ({type(error).__name__}: {error})."
             result = CheckResult(exercise_id, title, status, message)
+            if QUIET.get():
+                return result
             RESULTS.append(result)
             print(result.line)
+            for hook in list(CHECK_HOOKS):
+                try:
+                    hook(exercise_id, body.__name__, args, kwargs, result)
+                except Exception:  # noqa: BLE001 - a hook never breaks the learner's notebook
+                    pass
             return result
 
         check.exercise_id = exercise_id
+        check.title = title
         return check
 
     return decorate

@@ -1,0 +1,323 @@
+"""Where the grader runs a learner's notebook: a sandbox per submission (see :mod:`vit_lesson.grading`).
+
+Two kinds, the strongest available is chosen (``grade --sandbox auto``):
+
+``bwrap`` (bubblewrap, the Debian/Ubuntu package ``bubblewrap``; CI installs it)
+    New user, PID, network, IPC, UTS and mount namespaces: the kernel runs as uid 65534 with no
+    capabilities, sees only its own processes (``/proc`` is its own; the grader is not there to
+    signal or to read), has no network (only its own loopback), sees the whole file system
+    **read-only** (so it cannot patch the installed course) with a private ``/tmp``, the folders
+    of the submissions, the solutions and the report hidden under empty tmpfs, and one writable
+    folder: its scratch folder, which holds its private copy of the notebook. When the kernel
+    ends, the PID namespace ends, and every process it started, detached ones included, with it.
+
+``process`` (the documented, weaker fallback: no bubblewrap, or it cannot create namespaces)
+    The same limits and the same clean-up, but no namespaces: the kernel sees the file system
+    with the rights of its user. Run by root, the kernel gets uid/gid 65534 (``nobody``) when
+    that user can run the Python, so it can write only its scratch folder (and world-writable
+    places) and cannot signal the grader; run by a non-root teacher it has the teacher's rights,
+    so a hostile notebook *can* read or damage the teacher's files and kill the grader. Use it only
+    for trusted work, or install bubblewrap.
+
+Both: every kernel is started by ``_sandbox_launch.py``, which puts it in a fresh cgroup when
+the grader may create one (root, cgroup v1 or v2 with the memory and pids controllers: memory
+and process caps, and an out-of-memory kill reported as such), sets rlimits (CPU seconds, data
+memory, file size, open files; processes when there is no cgroup), becomes a child subreaper
+and kills every remaining descendant when the kernel ends. The grader itself enforces the
+notebook's total time and caps the outputs it keeps.
+
+``python -m vit_lesson grade --sandbox-info`` prints which kind this machine gets, and why.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Limits", "Sandbox", "best_kind", "describe", "KINDS"]
+
+KINDS = ("bwrap", "process")
+LAUNCHER = Path(__file__).with_name("_sandbox_launch.py")
+NOBODY = 65534
+GiB, MiB = 1 << 30, 1 << 20
+
+
+@dataclass
+class Limits:
+    """Per-notebook caps. ``memory`` in bytes (cgroup, and RLIMIT_DATA per process); ``cpu`` in CPU seconds."""
+
+    memory: int = 4 * GiB
+    cpu: int | None = None           # default: set by the grader from the time limit
+    file_size: int = 256 * MiB       # largest file a notebook may write
+    tmp_size: int = 512 * MiB        # its private /tmp (bwrap), in memory
+    processes: int = 256
+    open_files: int = 1024
+
+
+def _probe_bwrap() -> str | None:
+    """None if bubblewrap can build the sandbox here, else the reason it cannot."""
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        return "bubblewrap is not installed (apt-get install bubblewrap)"
+    try:
+        probe = subprocess.run([bwrap, "--unshare-all", "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY),
+                                "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+                                "true"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bubblewrap could not run: {error}"
+    if probe.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {probe.stderr.strip()[:200]}"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def best_kind() -> tuple[str, str]:
+    """``(kind, why)``: the strongest sandbox this machine allows."""
+    reason = _probe_bwrap()
+    if reason is None:
+        return "bwrap", "bubblewrap namespaces"
+    return "process", f"weaker 'process' sandbox: {reason}"
+
+
+# --- cgroups -----------------------------------------------------------------------------------------
+
+def _own_cgroup_paths() -> dict[str, str]:
+    """``{controller or "": path}`` of this process, from /proc/self/cgroup ("" is cgroup v2)."""
+    paths = {}
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for controller in (controllers.split(",") if controllers else [""]):
+                paths[controller] = path
+    except OSError:
+        pass
+    return paths
+
+
+class _Cgroup:
+    """A fresh cgroup (v1 memory + pids, or v2) for one kernel, or nothing when not allowed."""
+
+    def __init__(self, limits: Limits):
+        self.dirs: list[Path] = []
+        self.version = None
+        name = f"vit-lesson-{uuid.uuid4().hex[:12]}"
+        own = _own_cgroup_paths()
+        root = Path("/sys/fs/cgroup")
+        if (root / "memory").is_dir() and (root / "pids").is_dir() and "memory" in own:
+            try:
+                for controller in ("memory", "pids"):
+                    folder = root / controller / own.get(controller, "/").lstrip("/") / name
+                    folder.mkdir()
+                    self.dirs.append(folder)
+                (self.dirs[0] / "memory.limit_in_bytes").write_text(str(limits.memory))
+                try:
+                    (self.dirs[0] / "memory.swappiness").write_text("0")
+                except OSError:
+                    pass
+                (self.dirs[1] / "pids.max").write_text(str(limits.processes))
+                self.version = 1
+            except OSError:
+                self.remove()
+        elif (root / "cgroup.controllers").is_file() and "" in own:
+            parent = root / own[""].lstrip("/")
+            try:
+                wanted = {"memory", "pids"}
+                if not wanted <= set((parent / "cgroup.subtree_control").read_text().split()):
+                    (parent / "cgroup.subtree_control").write_text("+memory +pids")
+                folder = parent / name
+                folder.mkdir()
+                self.dirs.append(folder)
+                (folder / "memory.max").write_text(str(limits.memory))
+                (folder / "memory.swap.max").write_text("0") if (folder / "memory.swap.max").exists() else None
+                (folder / "pids.max").write_text(str(limits.processes))
+                self.version = 2
+            except OSError:
+                self.remove()
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs]
+
+    def out_of_memory(self) -> bool:
+        try:
+            if self.version == 1:
+                text = (self.dirs[0] / "memory.oom_control").read_text()
+                kills = [int(line.split()[1]) for line in text.splitlines() if line.startswith("oom_kill ")]
+                return bool(kills and kills[0]) or int((self.dirs[0] / "memory.failcnt").read_text()) > 0
+            if self.version == 2:
+                events = dict(line.split() for line in (self.dirs[0] / "memory.events").read_text().splitlines())
+                return int(events.get("oom_kill", 0)) > 0
+        except (OSError, ValueError, IndexError):
+            pass
+        return False
+
+    def kill_and_remove(self) -> None:
+        import signal
+        import time
+
+        for _ in range(100):
+            pids = []
+            for procs in self.procs_files:
+                try:
+                    pids += [int(p) for p in Path(procs).read_text().split()]
+                except (OSError, ValueError):
+                    pass
+            if not pids:
+                break
+            if self.version == 2 and (self.dirs[0] / "cgroup.kill").exists():
+                try:
+                    (self.dirs[0] / "cgroup.kill").write_text("1")
+                except OSError:
+                    pass
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.02)
+        self.remove()
+
+    def remove(self) -> None:
+        for folder in reversed(self.dirs):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        self.dirs = []
+
+
+# --- the sandbox -------------------------------------------------------------------------------------
+
+def _python_usable_by(python: str, uid: int) -> bool:
+    """Can ``uid`` run ``python`` (every folder on the way searchable, the file executable)?"""
+    try:
+        probe = subprocess.run([sys.executable, str(LAUNCHER), json.dumps({"uid": uid, "gid": uid}), "--",
+                                python, "-c", "import vit_lesson, ipykernel"], capture_output=True, timeout=60)
+        return probe.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def _drop_to_nobody(python: str) -> bool:
+    return os.geteuid() == 0 and _python_usable_by(python, NOBODY)
+
+
+@dataclass
+class Sandbox:
+    """One submission's sandbox: ``wrap(argv)`` is the command that runs ``argv`` inside it.
+
+    ``scratch`` is the only folder the notebook may write (its working directory); ``hide``
+    lists folders it must not see (the submissions, the solutions, the report). Call
+    :meth:`close` when the kernel has ended: it kills whatever is left and removes the cgroup.
+    """
+
+    scratch: Path
+    hide: list[Path] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
+    kind: str = "auto"
+    python: str = sys.executable
+
+    def __post_init__(self):
+        if self.kind == "auto":
+            self.kind = best_kind()[0]
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown sandbox {self.kind!r}: choose one of {', '.join(KINDS)} or auto")
+        if self.kind == "bwrap" and _probe_bwrap() is not None:
+            raise RuntimeError(f"sandbox 'bwrap' is not available: {_probe_bwrap()}")
+        self.scratch = Path(self.scratch).resolve()
+        self.cgroup = _Cgroup(self.limits)
+        self.uid = NOBODY if self.kind == "process" and _drop_to_nobody(self.python) else None
+        if self.uid is not None:
+            os.chown(self.scratch, self.uid, self.uid)
+
+    @property
+    def notes(self) -> list[str]:
+        """What this sandbox could not do, in words (empty for the full set)."""
+        notes = []
+        if self.kind == "process":
+            notes.append("no namespaces (install bubblewrap)" + ("" if self.uid is not None else
+                                                                   ", and the kernel runs as the teacher's user"))
+        if self.cgroup.version is None:
+            notes.append("no cgroup: memory capped per process (RLIMIT_DATA), processes by RLIMIT_NPROC")
+        return notes
+
+    def env(self) -> dict[str, str]:
+        """Environment for the kernel: home, caches and temporary files in the scratch folder."""
+        tmp = self.scratch / "tmp"
+        tmp.mkdir(exist_ok=True)
+        if self.uid is not None:
+            os.chown(tmp, self.uid, self.uid)
+        home = str(self.scratch)
+        return {"HOME": home, "TMPDIR": str(tmp), "IPYTHONDIR": f"{home}/.ipython", "MPLCONFIGDIR": f"{home}/.mpl",
+                "JUPYTER_RUNTIME_DIR": f"{home}/.jupyter-runtime", "JUPYTER_CONFIG_DIR": f"{home}/.jupyter",
+                "JUPYTER_DATA_DIR": f"{home}/.jupyter-data", "XDG_CACHE_HOME": f"{home}/.cache",
+                "TORCHINDUCTOR_CACHE_DIR": f"{home}/.cache/inductor", "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONNOUSERSITE": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+
+    def _rlimits(self) -> dict[str, int | None]:
+        nproc = None
+        if self.cgroup.version is None and os.geteuid() != 0:
+            mine = sum(1 for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == os.geteuid())
+            nproc = mine + self.limits.processes
+        elif self.uid is not None and self.cgroup.version is None:
+            nproc = self.limits.processes
+        return {"cpu": self.limits.cpu, "data": self.limits.memory, "fsize": self.limits.file_size,
+                "nofile": self.limits.open_files, "nproc": nproc, "core": 0}
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        config = {"cgroup_procs": self.cgroup.procs_files, "limits": self._rlimits(),
+                  "uid": self.uid, "gid": self.uid}
+        inner = list(argv)
+        if self.kind == "bwrap":
+            bwrap = [shutil.which("bwrap"), "--unshare-all", "--unshare-user", "--uid", str(NOBODY),
+                     "--gid", str(NOBODY), "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                     "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                     "--size", str(self.limits.tmp_size), "--tmpfs", "/tmp"]
+            for folder in self._hidden():
+                bwrap += ["--tmpfs", str(folder)] if folder.is_dir() else ["--ro-bind", "/dev/null", str(folder)]
+            bwrap += ["--bind", str(self.scratch), str(self.scratch), "--chdir", str(self.scratch), "--"]
+            inner = bwrap + inner
+        return [sys.executable, str(LAUNCHER), json.dumps(config), "--", *inner]
+
+    def _hidden(self) -> list[Path]:
+        home = Path(os.path.expanduser("~"))
+        extra = [home / ".local" / "share" / "jupyter", home / ".jupyter", home / ".ssh", home / ".ipython",
+                 Path(f"/run/user/{os.getuid()}")]
+        folders = []
+        for folder in [*self.hide, *extra]:
+            folder = Path(folder).resolve()
+            if folder.exists() and folder != self.scratch and self.scratch not in folder.parents \
+                    and not any(folder == kept or folder in kept.parents for kept in (Path(self.python).resolve(),)):
+                folders.append(folder)
+        return folders
+
+    def out_of_memory(self) -> bool:
+        return self.cgroup.out_of_memory()
+
+    def close(self) -> None:
+        self.cgroup.kill_and_remove()
+
+
+def _owner(path: Path) -> int | None:
+    try:
+        return path.stat().st_uid
+    except OSError:
+        return None
+
+
+def describe() -> str:
+    kind, why = best_kind()
+    probe = _Cgroup(Limits())
+    cgroup = f"cgroup v{probe.version}" if probe.version else "no cgroup (not root, or no delegated controllers)"
+    probe.remove()
+    user = "uid 65534 in a user namespace" if kind == "bwrap" else (
+        "uid 65534 (nobody)" if _drop_to_nobody(sys.executable) else "the teacher's own user")
+    return f"sandbox: {kind} ({why}); {cgroup}; the kernel runs as {user}."
