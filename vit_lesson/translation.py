@@ -170,6 +170,7 @@ def build_notebook(notebook: Path, catalog: Path, out: Path, lang: str) -> Path:
 
             cell.source = HINT.sub(hint, cell.source)
             cell.outputs, cell.execution_count = [], None
+    nb.metadata["vit_lesson"] = {"language": lang}  # learner versions and the grader read it
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out)
     return out
