@@ -108,40 +108,79 @@ def test_environment_yml_matches_pyproject():
         tomllib = pytest.importorskip("tomli")
     yaml = pytest.importorskip("yaml")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = project["dependencies"] + project["optional-dependencies"]["lab"] + project["optional-dependencies"]["test"]
+    extras = project["optional-dependencies"]
+
+    def expand(requirements):  # "vit_lesson[notebooks,teacher]" inside an extra means those extras' lists
+        for requirement in requirements:
+            own = re.fullmatch(r"vit[-_]lesson\[([^\]]+)\]", requirement.strip())
+            if own is None:
+                yield requirement
+            else:
+                for name in own.group(1).split(","):
+                    yield from expand(extras[name.strip()])
+
+    wanted = sorted(set(map(normalise, expand(project["dependencies"] + extras["lab"] + extras["test"]))))
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(item["pip"] for item in environment["dependencies"] if isinstance(item, dict) and "pip" in item)
     listed = [item for item in pip if not item.startswith("-e")]
-    assert sorted(map(normalise, listed)) == sorted(map(normalise, wanted)), (
+    assert sorted(map(normalise, listed)) == wanted, (
         "environment.yml's pip list and pyproject.toml (dependencies + lab + test extras) differ: only in "
         f"environment.yml {sorted(set(map(normalise, listed)) - set(map(normalise, wanted)))}, only in "
         f"pyproject.toml {sorted(set(map(normalise, wanted)) - set(map(normalise, listed)))}")
     assert "-e ." in pip, "environment.yml should install the course itself with `-e .`"
+    python = next(item for item in environment["dependencies"] if isinstance(item, str) and item.startswith("python="))
+    floor = project["requires-python"].removeprefix(">=")
+    assert tuple(map(int, python.removeprefix("python=").split("."))) >= tuple(map(int, floor.split("."))), (
+        f"environment.yml's {python} is below pyproject.toml's requires-python {project['requires-python']}")
 
 
-# --- the Colab setup cell ---------------------------------------------------------------------------
+# --- the setup cell (tests/test_setup_cell.py runs it for real, in a subprocess) ------------------
 
-def test_colab_cell_does_nothing_outside_colab(monkeypatch):
+def test_setup_cell_is_silent_where_the_course_is_installed(monkeypatch, capsys):
+    """In the course's own environment (this one) the cell prints nothing and runs no pip, so the
+    stored outputs of the first cell stay empty."""
     import subprocess
 
     def refuse(*args, **kwargs):
-        raise AssertionError(f"the Colab setup cell ran {args} outside Colab")
+        raise AssertionError(f"the setup cell ran {args} where the course is installed")
 
-    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(subprocess, "run", refuse)
-    exec(colab_setup_source(), {})
+    namespace = {}
+    exec(colab_setup_source(), namespace)
+    assert capsys.readouterr() == ("", "")
+    assert not {name for name in namespace if not name.startswith("__")}, "the cell leaves names behind"
 
 
-def test_colab_cell_installs_the_course_in_colab(monkeypatch):
+def test_setup_cell_installs_the_pinned_release_where_another_version_is_installed(monkeypatch, capsys):
     import subprocess
 
+    import vit_lesson
+    from vit_lesson.classroom import COURSE_REPO, COURSE_TAG
+
     calls = []
-    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: calls.append((command, kwargs)))
+    monkeypatch.setattr(vit_lesson, "__version__", "0.0.0")  # what ready() sees: another release
+    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: calls.append(command) or
+                        types.SimpleNamespace(returncode=1))
     exec(colab_setup_source(), {})
-    (command, kwargs), = calls
-    assert command[:4] == [sys.executable, "-m", "pip", "install"] and kwargs == {"check": True}
-    assert command[-1].startswith("git+https://github.com/") and "vit_lesson" in command[-1]
+    assert [command[:4] for command in calls] == [[sys.executable, "-m", "pip", "install"]] * 2
+    version = COURSE_TAG.removeprefix("v")
+    assert [command[-1] for command in calls] == [
+        f"vit_lesson[notebooks]=={version}",
+        f"vit_lesson[notebooks] @ git+https://github.com/{COURSE_REPO}@{COURSE_TAG}"]
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1 and "Could not install" in printed and f"=={version}" in printed
+
+
+def test_badges_open_the_release_not_a_branch():
+    from vit_lesson.classroom import COURSE_REPO, COURSE_TAG
+
+    badge = colab_badge("01_patches.ipynb")
+    for where in ("colab.research.google.com/github", "kaggle.com/kernels/welcome", "studiolab.sagemaker.aws/import"):
+        assert f"{where}" in badge
+    urls = re.findall(r"\]\((https://[^)]+)\)", badge)
+    targets = [url for url in urls if url.endswith("notebooks/01_patches.ipynb")]
+    assert len(targets) == 3 and all(f"{COURSE_REPO}/blob/{COURSE_TAG}/" in url for url in targets), targets
 
 
 def test_api_contract_names_exist():

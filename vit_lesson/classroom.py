@@ -1,9 +1,20 @@
-"""Course conventions in one place: the Colab setup cell, the Colab badge, learner versions.
+"""Course conventions in one place: the setup cell, the "open in" badges, learner versions.
 
 Every notebook's first code cell is :func:`colab_setup_source` and its first markdown cell starts
 with :func:`colab_badge`; ``python -m vit_lesson stamp`` rewrites both from the constants below,
-and a test fails if any notebook differs. To publish the course from a fork, change
-``COURSE_REPO`` / ``COURSE_REF`` here and run ``python -m vit_lesson stamp``.
+and a test fails if any notebook differs. Both point at one release: ``COURSE_VERSION`` (the
+package's ``__version__``) and its git tag ``COURSE_TAG`` on ``COURSE_REPO``, never a moving
+branch, because the stored outputs belong to that release. To publish the course from a fork,
+change ``COURSE_REPO`` here (and the URLs in ``pyproject.toml``; a test keeps them in step) and
+run ``python -m vit_lesson stamp``.
+
+The setup cell works wherever a notebook runs (Colab, Kaggle, SageMaker Studio Lab, a plain
+Jupyter): if ``import vit_lesson`` gives this release and the notebooks' extra modules are there,
+it prints nothing and installs nothing (so in the course's own environment it is silent);
+otherwise it installs ``vit_lesson[notebooks]==<version>`` from the package index, then the same
+from ``git+https://github.com/<COURSE_REPO>@<COURSE_TAG>``; if both fail (offline) it prints one
+line saying what to do. pip's own settings (``PIP_INDEX_URL``, ``PIP_FIND_LINKS``, ...) decide
+where "the package index" is; ``tests/test_setup_cell.py`` runs the cell against a local wheel.
 
 Learner versions: in a solution notebook the learner's part of an exercise sits between
 ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (nbgrader's markers). :func:`make_learner_notebook`
@@ -14,7 +25,8 @@ Learner versions are generated on demand (``python -m vit_lesson learner --out l
 ``make learner``) and never committed (``learner/`` is git-ignored): the solution notebooks stay
 the one source. ``tests/test_learner_all.py`` checks every generated version;
 ``tests/test_colab_isolation.py`` runs each one alone from an installed package. Grading learners'
-work is :mod:`vit_lesson.grading` (``python -m vit_lesson grade``).
+work is :mod:`vit_lesson.grading` (``python -m vit_lesson grade``). Reading and writing notebooks
+needs nbformat, from the ``[teacher]`` extra.
 """
 
 from __future__ import annotations
@@ -22,34 +34,77 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
+from . import __version__
+from ._optional import optional
 
-COURSE_REPO = "vit-lesson/vit_lesson"   # GitHub owner/name the Colab cell installs from
-COURSE_REF = "main"                     # branch, tag or commit
+nbformat = optional("nbformat")  # the [teacher] extra, imported when first used
+
+COURSE_REPO = "vit-lesson/vit_lesson"   # GitHub owner/name: the badges and the setup cell's git fallback
+COURSE_VERSION = __version__            # the release the notebooks (and their stored outputs) belong to
+COURSE_TAG = f"v{COURSE_VERSION}"       # its git tag (pushing it runs .github/workflows/publish.yml)
+NOTEBOOK_MODULES = ("timm", "ipywidgets")  # import names of the [notebooks] extra (a test keeps them in step)
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-COLAB_MARK = "# Colab setup"
+SETUP_MARK = "# Setup:"
+OLD_SETUP_MARKS = ("# Colab setup",)    # earlier setup cells, replaced by `stamp`
 BADGE_MARK = "colab-badge.svg"
 
 
-def colab_setup_source(repo: str = COURSE_REPO, ref: str = COURSE_REF) -> str:
-    """The first code cell of every notebook: installs the course only when running in Colab."""
-    return (
-        f"{COLAB_MARK}: in Google Colab, install the course package; anywhere else, do nothing.\n"
-        "import sys\n"
-        "\n"
-        'if "google.colab" in sys.modules:\n'
-        "    import subprocess\n"
-        "\n"
-        f'    COURSE = "git+https://github.com/{repo}@{ref}"\n'
-        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", COURSE], check=True)'
-    )
+def colab_setup_source(repo: str = COURSE_REPO, version: str = COURSE_VERSION,
+                       modules: tuple[str, ...] = NOTEBOOK_MODULES) -> str:
+    """The first code cell of every notebook: use the installed course, or install this release of it."""
+    return f"""\
+{SETUP_MARK} use vit_lesson {version} if this Python has it; else (Colab, Kaggle, a new Jupyter) install it.
+def _setup(version="{version}", modules={modules!r}):
+    import importlib, importlib.util, subprocess, sys
+
+    def ready():
+        try:
+            import vit_lesson
+        except ImportError:
+            return False
+        return vit_lesson.__version__ == version and all(importlib.util.find_spec(m) for m in modules)
+
+    if ready():
+        return
+    for source in (f"vit_lesson[notebooks]=={{version}}",  # the package index, else the release's git tag
+                   f"vit_lesson[notebooks] @ git+https://github.com/{repo}@v{{version}}"):
+        pip = [sys.executable, "-m", "pip", "install", "-q", source]
+        if subprocess.run(pip, capture_output=True).returncode == 0:
+            for name in [name for name in sys.modules if name.partition(".")[0] == "vit_lesson"]:
+                del sys.modules[name]  # a vit_lesson of another version, imported by ready()
+            importlib.invalidate_caches()
+            if ready():
+                print(f"installed {{source}}")
+                return
+    print(f"Could not install vit_lesson {{version}} (offline?): turn this notebook's internet on and run "
+          f'this cell again, or run  pip install "vit_lesson[notebooks]=={{version}}"  and restart the kernel.')
 
 
-def colab_badge(notebook_name: str, repo: str = COURSE_REPO, ref: str = COURSE_REF) -> str:
-    """Markdown for the "Open in Colab" badge of ``notebooks/<notebook_name>``."""
-    url = f"https://colab.research.google.com/github/{repo}/blob/{ref}/notebooks/{notebook_name}"
-    return f"[![Open In Colab](https://colab.research.google.com/assets/{BADGE_MARK})]({url})"
+_setup()
+del _setup"""
+
+
+def _open_in_urls(notebook_name: str, repo: str, tag: str) -> dict[str, str]:
+    path = f"{repo}/blob/{tag}/notebooks/{notebook_name}"
+    return {
+        "Colab": f"https://colab.research.google.com/github/{path}",
+        "Kaggle": f"https://kaggle.com/kernels/welcome?src=https://github.com/{path}",
+        "SageMaker Studio Lab": f"https://studiolab.sagemaker.aws/import/github/{path}",
+    }
+
+
+_BADGES = {
+    "Colab": f"https://colab.research.google.com/assets/{BADGE_MARK}",
+    "Kaggle": "https://kaggle.com/static/images/open-in-kaggle.svg",
+    "SageMaker Studio Lab": "https://studiolab.sagemaker.aws/studiolab.svg",
+}
+
+
+def colab_badge(notebook_name: str, repo: str = COURSE_REPO, tag: str = COURSE_TAG) -> str:
+    """The badge line of ``notebooks/<notebook_name>``: open this release of it in Colab, Kaggle or Studio Lab."""
+    return " ".join(f"[![Open In {where}]({_BADGES[where]})]({url})"
+                    for where, url in _open_in_urls(notebook_name, repo, tag).items())
 
 
 def stamp_notebook(path: Path) -> bool:
@@ -65,7 +120,7 @@ def stamp_notebook(path: Path) -> bool:
         lines = [line for line in first_md.source.splitlines() if BADGE_MARK not in line]
         first_md.source = "\n".join([badge, *lines]).rstrip()
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
-    if code_cells and code_cells[0].source.startswith(COLAB_MARK):
+    if code_cells and code_cells[0].source.startswith((SETUP_MARK, *OLD_SETUP_MARKS)):
         code_cells[0].source = colab_setup_source()
     else:
         cell = nbformat.v4.new_code_cell(colab_setup_source())
