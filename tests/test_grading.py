@@ -1,11 +1,15 @@
-"""Teacher grading (`python -m vit_lesson grade`): one bad submission never stops the others.
+"""Teacher grading (`python -m vit_lesson grade`): one bad submission never stops the others,
+and no submission can earn what its answers do not.
 
-The fixture builds a class of tiny submissions of one notebook with two exercises, checked by
-real `vit_lesson.checks` checks (defined with the course's `@exercise` decorator): a learner who
-passes, one with a wrong answer and a cell that raises, one who has not started, one whose
-notebook kills its kernel, one stuck in an infinite loop, one whose file is not JSON, one who
-deleted a check cell, one who handed nothing in, and one who printed a check's ✅ line by hand.
-The solution notebook (with stored check lines) says which exercises exist.
+The fixture builds a class of tiny submissions of one notebook, ``00_demo``, with two of the
+course's exercises (0.1 number of patches, 1.1 patchify; the solution notebook's stored check
+lines say which exercises it has). The learners: one who passes, one with a wrong answer and a cell
+that raises, one who has not started, one whose notebook kills its kernel, one stuck in a loop,
+one whose file is not JSON, one who deleted a check cell, one who handed nothing in, and the
+cheats of issue 15: a hand-printed ✅ line, a passing result appended to ``RESULTS``, a patched
+``CheckResult``, a patched ``print``, cells tagged with grader-looking metadata, the package's
+own ``patchify`` as the answer (alone, or in one extra check after a wrong answer of their own),
+and a check of another notebook's exercise.
 """
 
 from __future__ import annotations
@@ -22,61 +26,68 @@ from vit_lesson import grading
 from vit_lesson.__main__ import main
 
 NOTEBOOK = "00_demo"
-TIMEOUT = 15  # seconds per notebook (cells only; kernel start-up is not counted)
+TIMEOUT = 40  # seconds per notebook (cells only; kernel start-up is not counted)
 
-CHECKS = '''\
-from vit_lesson.checks import CheckFailed, call, exercise
-
-
-@exercise("0.1", "double")
-def check_double(double):
-    got = call(double, 21)
-    if got == 441:
-        raise CheckFailed("double(21) returned 441: that squares the number; double it (x * 2).")
-    if got != 42:
-        raise CheckFailed(f"double(21) should be 42, got {got!r}.")
-    return "double(21) == 42."
-
-
-@exercise("0.2", "square")
-def check_square(square):
-    got = call(square, 3)
-    if got != 9:
-        raise CheckFailed(f"square(3) should be 9, got {got!r}.")
-    return "square(3) == 9."
-'''
-
-RIGHT_DOUBLE, RIGHT_SQUARE = "def double(x):\n    return 2 * x", "def square(x):\n    return x * x"
-TODO_DOUBLE = "def double(x):\n    raise NotImplementedError('Hint: multiply by two.')"
-TODO_SQUARE = "def square(x):\n    raise NotImplementedError('Hint: x times x.')"
+SETUP = "from vit_lesson import checks"
+RIGHT_NUM = "def num_patches(image_size, patch_size):\n    return (image_size // patch_size) ** 2"
+WRONG_NUM = "def num_patches(image_size, patch_size):\n    return image_size // patch_size"
+TODO_NUM = "def num_patches(image_size, patch_size):\n    raise NotImplementedError('Hint: count the rows.')"
+RIGHT_PATCHIFY = ("def patchify(images, patch_size):\n    B, C, H, W = images.shape; P = patch_size\n"
+                  "    x = images.reshape(B, C, H // P, P, W // P, P).permute(0, 2, 4, 1, 3, 5)\n"
+                  "    return x.reshape(B, (H // P) * (W // P), C * P * P)")
+WRONG_PATCHIFY = ("def patchify(images, patch_size):\n    B, C, H, W = images.shape; P = patch_size\n"
+                  "    return images.reshape(B, (H // P) * (W // P), C * P * P)")
+TODO_PATCHIFY = "def patchify(images, patch_size):\n    raise NotImplementedError('Hint: split, move, flatten.')"
+CHECK_NUM, CHECK_PATCHIFY = "checks.check_num_patches(num_patches)", "checks.check_patchify(patchify)"
+PASS_LINE = "✅ Exercise 0.1 (number of patches) passed: 224 / 16 = 14 patches per side, 14² = 196 patches (and 3 more sizes)."
 
 
-def notebook(*cells: str) -> nbformat.NotebookNode:
+def notebook(*cells) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# Demo"), *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Demo")]
+    for cell in cells:
+        source, metadata = (cell, {}) if isinstance(cell, str) else cell
+        nb.cells.append(nbformat.v4.new_code_cell(source, metadata=metadata))
     nb.metadata["kernelspec"] = {"name": "no-such-kernel", "display_name": "x", "language": "python"}
     return nb
 
 
-def learner_notebook(double=RIGHT_DOUBLE, square=RIGHT_SQUARE, between="", check_square=True):
-    cells = [CHECKS, double, "check_double(double)", *([between] if between else []), square]
-    return notebook(*cells, *(["check_square(square)"] if check_square else []))
+def learner_notebook(num=RIGHT_NUM, patchify=RIGHT_PATCHIFY, between="", check_patchify=True, after=()):
+    cells = [SETUP, num, CHECK_NUM, *([between] if between else []), patchify]
+    return notebook(*cells, *([CHECK_PATCHIFY] if check_patchify else []), *after)
 
 
 SUBMISSIONS = {
     "ada": learner_notebook(),
-    "bob": learner_notebook(double="def double(x):\n    return x * x", between="print(undefined_name)"),
-    "cyd": learner_notebook(TODO_DOUBLE, TODO_SQUARE),
+    "bob": learner_notebook(num=WRONG_NUM, between="print(undefined_name)"),
+    "cyd": learner_notebook(TODO_NUM, TODO_PATCHIFY),
     "dee": learner_notebook(between="import os\nos._exit(1)"),
     "eve": learner_notebook(between="while True:\n    pass"),
     "fay": "{ this is not a notebook",
-    "gus": learner_notebook(check_square=False),
+    "gus": learner_notebook(check_patchify=False),
     "hal": None,  # a folder with nothing handed in
-    "ivy": notebook(CHECKS, TODO_DOUBLE, 'print("✅ Exercise 0.1 (double) passed: double(21) == 42.")',
-                    RIGHT_SQUARE, "check_square(square)"),  # fakes the first check's line
+    "ivy": notebook(SETUP, TODO_NUM, f"print({PASS_LINE!r})", RIGHT_PATCHIFY, CHECK_PATCHIFY),
+    # cheats: none of them earns 0.1
+    "jon": notebook(SETUP, RIGHT_PATCHIFY, CHECK_PATCHIFY,
+                    "from vit_lesson.checks import core\n"
+                    "core.RESULTS.append(core.CheckResult('0.1', 'number of patches', 'pass', 'ok'))"),
+    "kim": notebook(SETUP, "from vit_lesson.checks import core\n"
+                    "core.CheckResult.status = property(lambda self: 'pass', lambda self, value: None)",
+                    WRONG_NUM, CHECK_NUM, RIGHT_PATCHIFY, CHECK_PATCHIFY),
+    "lee": notebook(SETUP, WRONG_NUM, (
+        "import builtins\n_print = builtins.print\n"
+        "builtins.print = lambda *a, **k: _print(*[str(x).replace('❌', '✅') for x in a], **k)"),
+        CHECK_NUM, RIGHT_PATCHIFY, CHECK_PATCHIFY),
+    "mia": notebook(SETUP, (WRONG_NUM, {"vit_lesson_grader": True, "tags": ["skip-execution"]}),
+                    (CHECK_NUM, {"vit_lesson_grader": True, "tags": ["skip-execution", "raises-exception"]}),
+                    RIGHT_PATCHIFY, CHECK_PATCHIFY),
+    "ned": notebook(SETUP, RIGHT_NUM, CHECK_NUM, "from vit_lesson.patches import patchify", CHECK_PATCHIFY),
+    "oli": learner_notebook(patchify=WRONG_PATCHIFY, after=("from vit_lesson.patches import patchify", CHECK_PATCHIFY)),
+    "pat": learner_notebook(after=("import torch\ndef classify(tokens, norm, head):\n    return head(norm(tokens)[:, 0])",
+                                   "checks.check_classify(classify)")),
 }
 
-EXPECTED = {  # learner: (status, 0.1, 0.2)
+EXPECTED = {  # learner: (status, 0.1, 1.1)
     "ada": ("ok", "pass", "pass"),
     "bob": ("errors", "fail", "pass"),
     "cyd": ("ok", "todo", "todo"),
@@ -86,6 +97,13 @@ EXPECTED = {  # learner: (status, 0.1, 0.2)
     "gus": ("ok", "pass", "missing"),
     "hal": ("not submitted", "missing", "missing"),
     "ivy": ("ok", "missing", "pass"),
+    "jon": ("ok", "missing", "pass"),
+    "kim": ("ok", "fail", "pass"),
+    "lee": ("ok", "fail", "pass"),
+    "mia": ("ok", "fail", "pass"),
+    "ned": ("ok", "pass", "fail"),
+    "oli": ("ok", "pass", "fail"),
+    "pat": ("ok", "pass", "pass"),
 }
 
 
@@ -101,8 +119,7 @@ def write_class(root: Path, learners) -> tuple[Path, Path]:
         elif content is not None:
             nbformat.write(content, folder / f"{NOTEBOOK}.ipynb")
     solution = learner_notebook()
-    lines = {"check_double(double)": "✅ Exercise 0.1 (double) passed: double(21) == 42.\n",
-             "check_square(square)": "✅ Exercise 0.2 (square) passed: square(3) == 9.\n"}
+    lines = {CHECK_NUM: PASS_LINE + "\n", CHECK_PATCHIFY: "✅ Exercise 1.1 (patchify) passed: ok.\n"}
     for cell in solution.cells:
         if cell.source in lines:
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=lines[cell.source])]
@@ -127,7 +144,7 @@ def graded(tmp_path_factory):
 
 def test_every_submission_is_graded_as_what_it_is(graded):
     grades, _, _ = graded
-    got = {g.learner: (g.status, g.exercises["0.1"], g.exercises["0.2"]) for g in grades}
+    got = {g.learner: (g.status, g.exercises["0.1"], g.exercises["1.1"]) for g in grades}
     assert got == EXPECTED
 
 
@@ -136,11 +153,23 @@ def test_details_say_what_went_wrong(graded):
     assert "kernel died" in details["dee"] and "os._exit" in details["dee"]
     assert f"still running after {TIMEOUT} s" in details["eve"] and "while True" in details["eve"]
     assert "not a readable notebook" in details["fay"]
-    assert "no check output for exercise 0.2" in details["gus"]
+    assert "no check ran for exercise 1.1" in details["gus"]
     assert "NameError" in details["bob"] and "print(undefined_name)" in details["bob"]
     assert details["ada"] == ""
-    assert details["ivy"] == ("printed a pass line for exercise 0.1 that no check produced (not counted); "
-                              "no check output for exercise 0.1")
+    assert details["ivy"] == ("the notebook shows a pass for exercise 0.1 that the grader's check does not give "
+                              "(not counted); no check ran for exercise 0.1")
+    for cheat in ("kim", "lee"):  # what the notebook showed is named
+        assert "shows a pass for exercise 0.1 that the grader's check does not give" in details[cheat], cheat
+    assert "answered with vit_lesson.patches.patchify, the course's own code (not counted)" in details["ned"]
+    assert "answered with vit_lesson.patches.patchify" in details["oli"]
+    assert "exercise 5.1 from another notebook (not counted)" in details["pat"]
+
+
+def test_the_graders_own_check_messages_are_kept(graded):
+    rows = {g.learner: g for g in graded[0]}
+    assert "along one side" in rows["bob"].messages["0.1"]
+    assert "scrambled" in rows["oli"].messages["1.1"]
+    assert rows["pat"].passed == "2/2" and "5.1" not in rows["pat"].exercises
 
 
 def test_submissions_are_never_modified(graded):
@@ -151,26 +180,31 @@ def test_csv_report(graded):
     _, root, _ = graded
     rows = list(csv.DictReader(io.StringIO((root / "report" / "grades.csv").read_text())))
     assert [r["learner"] for r in rows] == sorted(SUBMISSIONS)
-    assert list(rows[0]) == ["learner", "notebook", "status", "passed", "0.1 double", "0.2 square", "detail"]
+    assert list(rows[0]) == ["learner", "notebook", "status", "passed", "0.1 number of patches", "1.1 patchify",
+                             "detail"]
     for row in rows:
-        assert (row["status"], row["0.1 double"], row["0.2 square"]) == EXPECTED[row["learner"]]
+        assert (row["status"], row["0.1 number of patches"], row["1.1 patchify"]) == EXPECTED[row["learner"]]
         assert row["notebook"] == NOTEBOOK
     assert {r["learner"]: r["passed"] for r in rows}["ada"] == "2/2"
     assert {r["learner"]: r["passed"] for r in rows}["bob"] == "1/2"
 
 
-def test_markdown_report_and_executed_copies(graded):
+def test_markdown_report_summary_and_executed_copies(graded):
     _, root, _ = graded
     table = (root / "report" / "grades.md").read_text()
-    assert table.startswith("| learner | notebook | status | passed | 0.1 double | 0.2 square | detail |")
+    assert table.startswith("| learner | notebook | status | passed | 0.1 number of patches | 1.1 patchify | detail |")
     assert "| ada | 00_demo | ok | 2/2 | ✅ pass | ✅ pass |  |" in table
-    assert "| bob | 00_demo | errors | 1/2 | ❌ fail | ✅ pass |" in table
     assert "| cyd | 00_demo | ok | 0/2 | ⏳ todo | ⏳ todo |" in table
     assert "| hal | 00_demo | not submitted | 0/2 | · missing | · missing |" in table
-    assert "0.1 double: 4/9; 0.2 square: 3/9." in table
+    passes_01 = sum(e[1] == "pass" for e in EXPECTED.values())
+    passes_11 = sum(e[2] == "pass" for e in EXPECTED.values())
+    assert f"0.1 number of patches: {passes_01}/{len(EXPECTED)}; 1.1 patchify: {passes_11}/{len(EXPECTED)}." in table
+    summary = (root / "report" / "summary.md").read_text()
+    assert f"| 0.1 number of patches | {passes_01}/{len(EXPECTED)} |" in summary
+    assert "along one side" in summary and "scrambled" in summary  # the class's mistakes, counted
+    assert (root / "report" / "summary.png").read_bytes()[:4] == b"\x89PNG"
     executed = nbformat.read(root / "report" / "executed" / "bob" / f"{NOTEBOOK}.ipynb", as_version=4)
-    assert "that squares the number" in grading.output_text(executed)
-    # The copy is the submission as it ran: the grader's recorder cells are taken out again.
+    assert "along one side" in grading.output_text(executed)  # the learner's own ❌ line, printed at once
     assert [c.source for c in executed.cells] == [c.source for c in SUBMISSIONS["bob"].cells]
 
 
@@ -205,3 +239,37 @@ def test_check_lines_are_parsed_with_titles_containing_parentheses():
     assert {k: v[:2] for k, v in results.items()} == {
         "3.1": ("attention (readable path)", "pass"), "3.2": ("heads", "todo"), "3.3": ("mask", "fail")}
     assert results["3.2"][2].endswith("Hint: split D into H x d.")
+
+
+# --- odd names, and a CSV a spreadsheet cannot run --------------------------------------------------------
+
+def test_odd_names_are_graded_or_reported_with_the_reason(tmp_path):
+    root = tmp_path / "subs"
+    files = {"ada/00_demo (1).ipynb": "nb", "bob/00_DEMO.IPYNB": None, "bob/00_demo.IPYNB": "nb",
+             "cyd/work/course/00_demo.ipynb": "nb", "dan/00_demo.ipynb": "nb", "dan/00_demo-Copy1.ipynb": "nb",
+             "dan/notes.py": "x", "dan/.ipynb_checkpoints/00_demo-checkpoint.ipynb": "nb", ".eve/00_demo.ipynb": "nb",
+             "stray.ipynb": "nb", "fay/99_unknown.ipynb": "nb"}
+    for name, content in files.items():
+        if content is not None:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(content)
+    found, skipped = grading.find_submissions(root, ["00_demo"])
+    assert sorted(found) == ["ada", "bob", "cyd", "dan", "fay"]
+    assert found["ada"]["00_demo"][1] == "graded 00_demo (1).ipynb (a copy's name)"
+    assert found["bob"]["00_demo"][0].name == "00_demo.IPYNB"
+    assert found["cyd"]["00_demo"][1] == "found in cyd/work/course"
+    assert found["dan"]["00_demo"][0].name == "00_demo.ipynb" and found["fay"] == {}
+    reasons = {s.path: s.reason for s in skipped}
+    assert reasons[".eve"].startswith("a hidden name") and reasons["stray.ipynb"] == "not inside a learner's folder"
+    assert reasons["dan/notes.py"] == "not a notebook (.py)"
+    assert reasons["dan/00_demo-Copy1.ipynb"] == "another file for 00_demo; graded dan/00_demo.ipynb"
+    assert reasons["fay/99_unknown.ipynb"] == "no course notebook has this name"
+    assert not any("checkpoint" in path for path in reasons)
+
+
+def test_spreadsheet_formulas_are_escaped_in_the_csv():
+    rows = [grading.Grade('=HYPERLINK("http://x","y")', "00_demo", "ok", detail="+cmd|' /C calc'!A0"),
+            grading.Grade("@SUM(1)", "00_demo", "ok", detail="-2+3")]
+    table = list(csv.reader(io.StringIO(grading.csv_table(rows))))
+    assert [r[0] for r in table[1:]] == ['\'=HYPERLINK("http://x","y")', "'@SUM(1)"]
+    assert [r[-1] for r in table[1:]] == ["'+cmd|' /C calc'!A0", "'-2+3"]
