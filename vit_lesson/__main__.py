@@ -11,16 +11,43 @@ import importlib
 import sys
 
 from vit_lesson._optional import EXTRAS, missing_extra_message
+from vit_lesson.i18n import _
 
 COMMAND_MODULES = ("vit_lesson.train", "vit_lesson.classroom", "vit_lesson.grading", "vit_lesson.translation")
 
 
+def _argparse_gettext(message: str) -> str:
+    """argparse's own words (``usage:``, ``options``, ``error:``, ...) in the language in use.
+
+    argparse looks up its ``_`` each time it speaks, so :func:`build_parser` points it here. The
+    messages below are argparse's msgids (Python 3.10-3.12); any other one stays as argparse says it.
+    """
+    translated = {
+        "usage: ": _("usage: "),
+        "positional arguments": _("positional arguments"),
+        "options": _("options"),
+        "show this help message and exit": _("show this help message and exit"),
+        "%(prog)s: error: %(message)s\n": _("%(prog)s: error: %(message)s\n"),
+        "argument %(argument_name)s: %(message)s": _("argument %(argument_name)s: %(message)s"),
+        "invalid choice: %(value)r (choose from %(choices)s)": _("invalid choice: %(value)r (choose from %(choices)s)"),
+        "invalid %(type)s value: %(value)r": _("invalid %(type)s value: %(value)r"),
+        "the following arguments are required: %s": _("the following arguments are required: %s"),
+        "unrecognized arguments: %s": _("unrecognized arguments: %s"),
+        "expected one argument": _("expected one argument"),
+        "ambiguous option: %(option)s could match %(matches)s": _("ambiguous option: %(option)s could match %(matches)s"),
+        "ignored explicit argument %r": _("ignored explicit argument %r"),
+        "not allowed with argument %s": _("not allowed with argument %s"),
+    }
+    return translated.get(message, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    argparse._ = _argparse_gettext  # argparse's usage line, headings and errors speak the language in use
     parser = argparse.ArgumentParser(
         prog="python -m vit_lesson",
-        description="A Vision Transformer course: train, evaluate, and run a classroom.",
+        description=_("A Vision Transformer course: train, evaluate, and run a classroom."),
     )
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    subparsers = parser.add_subparsers(title=_("commands"), metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -43,7 +70,7 @@ def main(argv=None) -> int:
     except ModuleNotFoundError as error:  # an optional extra (nbformat for the teacher's tools, ...)
         if (error.name or "").partition(".")[0] not in EXTRAS:
             raise
-        print(f"error: {missing_extra_message(error.name)}", file=sys.stderr)
+        print(_("error: {message}").format(message=missing_extra_message(error.name)), file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
 

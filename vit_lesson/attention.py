@@ -15,15 +15,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .i18n import _
+
 
 def check_heads(dim: int, num_heads: int) -> int:
     """Return the head size ``dim // num_heads``, or raise a ``ValueError`` that says how to fix it."""
     if num_heads <= 0 or dim % num_heads != 0:
         divisors = [h for h in range(1, min(dim, 64) + 1) if dim % h == 0]
         raise ValueError(
-            f"Hidden size {dim} is not divisible by the number of heads {num_heads}: each head "
-            f"needs an equal slice of the hidden size. Use a number of heads that divides {dim} "
-            f"(for example {', '.join(map(str, divisors[-6:]))}) or change the hidden size."
+            _("Hidden size {dim} is not divisible by the number of heads {num_heads}: each head "
+              "needs an equal slice of the hidden size. Use a number of heads that divides {dim} "
+              "(for example {examples}) or change the hidden size.").format(
+                dim=dim, num_heads=num_heads, examples=", ".join(map(str, divisors[-6:])))
         )
     return dim // num_heads
 
@@ -38,8 +41,9 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     """
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(
-            f"q, k, v do not fit together: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}. q and k "
-            "need the same last size d (their dot product), and k and v the same number of tokens.")
+            _("q, k, v do not fit together: q {q_shape}, k {k_shape}, v {v_shape}. q and k "
+              "need the same last size d (their dot product), and k and v the same number of tokens.").format(
+                q_shape=tuple(q.shape), k_shape=tuple(k.shape), v_shape=tuple(v.shape)))
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [..., N, N]
     weights = scores.softmax(dim=-1)
     out = (dropout(weights) if dropout is not None else weights) @ v
@@ -70,9 +74,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         if x.ndim != 3 or x.shape[-1] != self.dim:
             raise ValueError(
-                f"Attention expects tokens [B, N, D] with D = {self.dim}, got shape {tuple(x.shape)}. "
-                + ("For one sequence use x.unsqueeze(0)." if x.ndim == 2 else
-                   f"Check the hidden size: the layer was built with dim={self.dim}."))
+                _("Attention expects tokens [B, N, D] with D = {dim}, got shape {shape}. ").format(
+                    dim=self.dim, shape=tuple(x.shape))
+                + (_("For one sequence use x.unsqueeze(0).") if x.ndim == 2 else
+                   _("Check the hidden size: the layer was built with dim={dim}.").format(dim=self.dim)))
         B, N, D = x.shape
         # [B, N, 3D] -> [B, N, 3, H, d] -> [3, B, H, N, d]: q, k, v, each split into heads
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)

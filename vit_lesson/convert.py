@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from .i18n import _
 from .model import ViT, ViTConfig
 
 
@@ -20,23 +21,26 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     config = getattr(model, "config", None)
-    built = f" (this model: {config})" if config is not None else ""
+    built = _(" (this model: {config})").format(config=config) if config is not None else ""
     for key, value in state_dict.items():
         if key in expected and tuple(value.shape) != tuple(expected[key].shape):
             raise ValueError(
-                f"Checkpoint does not fit this model: '{key}' has shape {tuple(value.shape)} in the "
-                f"checkpoint but {tuple(expected[key].shape)} in the model{built}. The checkpoint "
-                "was saved from a different config: build the model with the checkpoint's config."
+                _("Checkpoint does not fit this model: '{key}' has shape {saved} in the "
+                  "checkpoint but {expected} in the model{built}. The checkpoint "
+                  "was saved from a different config: build the model with the checkpoint's config.").format(
+                    key=key, saved=tuple(value.shape), expected=tuple(expected[key].shape), built=built)
             )
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing {len(missing)} key(s), first '{missing[0]}'")
+            parts.append(_("missing {count} key(s), first '{first}'").format(count=len(missing), first=missing[0]))
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s), first '{unexpected[0]}'")
+            parts.append(_("{count} unexpected key(s), first '{first}'").format(count=len(unexpected),
+                                                                               first=unexpected[0]))
         raise ValueError(
-            f"Checkpoint does not fit this model: {'; '.join(parts)}. Is it from another "
-            "architecture (a timm or Hugging Face model needs converting first) or another depth?"
+            _("Checkpoint does not fit this model: {problems}. Is it from another "
+              "architecture (a timm or Hugging Face model needs converting first) or another depth?").format(
+                problems=_("; ").join(parts))
         )
 
 
@@ -79,25 +83,29 @@ def check_timm_compatible(timm_model: nn.Module) -> None:
     """
     block = timm_model.blocks[0]
     problems = {
-        "global_pool must be 'token' (classify from the class token)":
+        _("global_pool must be 'token' (classify from the class token)"):
             getattr(timm_model, "global_pool", "token") != "token",
-        "it has no class token": getattr(timm_model, "cls_token", None) is None,
-        "it has register tokens": getattr(timm_model, "num_reg_tokens", 0) > 0,
-        "its class token has no position embedding (no_embed_class)": getattr(timm_model, "no_embed_class", False),
-        "it normalises before the blocks (norm_pre)": not isinstance(getattr(timm_model, "norm_pre", nn.Identity()), nn.Identity),
-        "it normalises after pooling (fc_norm)": not isinstance(getattr(timm_model, "fc_norm", nn.Identity()), nn.Identity),
-        "its blocks use layer scale (ls1/ls2)": not isinstance(getattr(block, "ls1", nn.Identity()), nn.Identity),
-        "its attention normalises q and k (qk_norm)": not isinstance(getattr(block.attn, "q_norm", nn.Identity()), nn.Identity),
-        "its MLP is not Linear-GELU-Linear": not (isinstance(getattr(block.mlp, "act", None), nn.GELU)
-                                                 and block.mlp.act.approximate == "none"),
-        "its norm layers are not LayerNorm": not isinstance(block.norm1, nn.LayerNorm),
+        _("it has no class token"): getattr(timm_model, "cls_token", None) is None,
+        _("it has register tokens"): getattr(timm_model, "num_reg_tokens", 0) > 0,
+        _("its class token has no position embedding (no_embed_class)"): getattr(timm_model, "no_embed_class", False),
+        _("it normalises before the blocks (norm_pre)"):
+            not isinstance(getattr(timm_model, "norm_pre", nn.Identity()), nn.Identity),
+        _("it normalises after pooling (fc_norm)"):
+            not isinstance(getattr(timm_model, "fc_norm", nn.Identity()), nn.Identity),
+        _("its blocks use layer scale (ls1/ls2)"): not isinstance(getattr(block, "ls1", nn.Identity()), nn.Identity),
+        _("its attention normalises q and k (qk_norm)"):
+            not isinstance(getattr(block.attn, "q_norm", nn.Identity()), nn.Identity),
+        _("its MLP is not Linear-GELU-Linear"): not (isinstance(getattr(block.mlp, "act", None), nn.GELU)
+                                                    and block.mlp.act.approximate == "none"),
+        _("its norm layers are not LayerNorm"): not isinstance(block.norm1, nn.LayerNorm),
     }
     found = [what for what, bad in problems.items() if bad]
     if found:
         raise ValueError(
-            f"This timm model is not the paper's ViT, so vit_lesson.model.ViT cannot reproduce it: "
-            f"{'; '.join(found)}. Use a plain ViT checkpoint such as "
-            "'vit_base_patch16_224.augreg2_in21k_ft_in1k' or 'vit_tiny_patch16_224.augreg_in21k_ft_in1k'."
+            _("This timm model is not the paper's ViT, so vit_lesson.model.ViT cannot reproduce it: "
+              "{problems}. Use a plain ViT checkpoint such as "
+              "'vit_base_patch16_224.augreg2_in21k_ft_in1k' or 'vit_tiny_patch16_224.augreg_in21k_ft_in1k'.").format(
+                problems=_("; ").join(found))
         )
 
 

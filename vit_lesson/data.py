@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms import v2
 
+from .i18n import _
 from .images import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -57,8 +58,8 @@ class TensorImageDataset(Dataset):
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, classes, mean, std, augment=None):
         if images.ndim != 4 or len(images) != len(targets):
-            raise ValueError(f"Expected images [N, C, H, W] and N targets, got {tuple(images.shape)} "
-                             f"and {tuple(targets.shape)}.")
+            raise ValueError(_("Expected images [N, C, H, W] and N targets, got {images} "
+                               "and {targets}.").format(images=tuple(images.shape), targets=tuple(targets.shape)))
         self.images_raw, self.targets = images.float(), targets.long()
         self.classes, self.augment = list(classes), augment
         self.mean, self.std = tuple(mean), tuple(std)
@@ -121,7 +122,8 @@ def _augmentation(augment):
     if augment is False or augment is None:
         return None
     if not callable(augment):
-        raise TypeError(f"augment must be True, False or a transform of one image tensor, got {augment!r}.")
+        raise TypeError(_("augment must be True, False or a transform of one image tensor, got {augment!r}.").format(
+            augment=augment))
     return augment
 
 
@@ -136,9 +138,11 @@ def digits_datasets(image_size: int = 16, channels: int = 1, augment=False, seed
     ``[C, S, S]`` image in [0, 1], e.g. ``RandomShiftRotate(shift=1 / 16)``.
     """
     if image_size < 8:
-        raise ValueError(f"image_size={image_size} would shrink the 8x8 digits; use 8 or more.")
+        raise ValueError(_("image_size={image_size} would shrink the 8x8 digits; use 8 or more.").format(
+            image_size=image_size))
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (grey) or 3 (grey repeated as RGB), got {channels}.")
+        raise ValueError(_("channels must be 1 (grey) or 3 (grey repeated as RGB), got {channels}.").format(
+            channels=channels))
     x_train, x_test, y_train, y_test = digits_arrays(seed)
 
     def to_images(x):
@@ -173,7 +177,8 @@ def _shape_mask(kind: str, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float,
     if kind == "ring":
         d2 = dx ** 2 + dy ** 2
         return (d2 <= r ** 2) & (d2 >= (0.55 * r) ** 2)
-    raise ValueError(f"Unknown shape {kind!r}: choose one of {', '.join(SHAPES_CLASSES)}.")
+    raise ValueError(_("Unknown shape {kind!r}: choose one of {choices}.").format(
+        kind=kind, choices=", ".join(SHAPES_CLASSES)))
 
 
 def _background(rng: np.random.Generator, size: int, xx, yy) -> np.ndarray:
@@ -188,7 +193,7 @@ def _background(rng: np.random.Generator, size: int, xx, yy) -> np.ndarray:
         image = a + (b - a) * t[..., None]
     else:  # clutter: a base colour with small rectangles and dots of other colours
         image = np.broadcast_to(rng.uniform(0, 1, 3), (size, size, 3)).copy()
-        for _ in range(rng.integers(3, 8)):
+        for _unused in range(rng.integers(3, 8)):
             x0, y0 = rng.integers(0, size, 2)
             w, h = rng.integers(1, max(2, size // 6), 2)
             image[y0:y0 + h, x0:x0 + w] = rng.uniform(0, 1, 3)
@@ -210,7 +215,8 @@ class ShapesDataset(TensorImageDataset):
 
     def __init__(self, n: int, image_size: int = 32, seed: int = 0, augment: bool = False):
         if n < 1 or image_size < 8:
-            raise ValueError(f"Need n >= 1 and image_size >= 8, got n={n}, image_size={image_size}.")
+            raise ValueError(_("Need n >= 1 and image_size >= 8, got n={n}, image_size={image_size}.").format(
+                n=n, image_size=image_size))
         rng = np.random.default_rng(seed)
         S = image_size
         yy, xx = np.mgrid[0:S, 0:S] + 0.5  # pixel centres
@@ -254,20 +260,25 @@ def photo_transform(image_size: int = 32, augment: bool = False, mean=IMAGENET_M
 
 
 def _check_image_folder(root: Path) -> None:
-    layout = "root/class_x/xxx.png, root/class_y/yyy.jpg (one subfolder per class)"
+    layout = _("root/class_x/xxx.png, root/class_y/yyy.jpg (one subfolder per class)")
     if not root.is_dir():
-        raise ValueError(f"Image folder {str(root)!r} does not exist or is not a folder; expected {layout}.")
+        raise ValueError(_("Image folder {root!r} does not exist or is not a folder; expected {layout}.").format(
+            root=str(root), layout=layout))
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise ValueError(f"Image folder {str(root)!r} has no class subfolders; expected {layout}.")
+        raise ValueError(_("Image folder {root!r} has no class subfolders; expected {layout}.").format(
+            root=str(root), layout=layout))
     empty = [p.name for p in classes
              if not any(f.suffix.lower() in IMAGE_EXTENSIONS for f in p.rglob("*") if f.is_file())]
     if empty:
-        raise ValueError(f"Image folder {str(root)!r}: class folder(s) {', '.join(empty)} contain no images "
-                         f"({', '.join(IMAGE_EXTENSIONS)}); expected {layout}.")
+        raise ValueError(_("Image folder {root!r}: class folder(s) {empty} contain no images "
+                           "({extensions}); expected {layout}.").format(
+                             root=str(root), empty=", ".join(empty), extensions=", ".join(IMAGE_EXTENSIONS),
+                             layout=layout))
     if len(classes) < 2:  # one class: every prediction is right, "100%" that means nothing
-        raise ValueError(f"Image folder {str(root)!r} has only one class folder ({classes[0].name}); a classifier "
-                         f"needs at least two: add another class folder, as in {layout}.")
+        raise ValueError(_("Image folder {root!r} has only one class folder ({name}); a classifier "
+                           "needs at least two: add another class folder, as in {layout}.").format(
+                             root=str(root), name=classes[0].name, layout=layout))
 
 
 def _load_image(path):
@@ -283,9 +294,9 @@ def _load_image(path):
             image = Image.open(file)
             return image.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        why = "not an image format PIL knows" if isinstance(error, UnidentifiedImageError) else error
-        raise ValueError(f"Image file {str(path)!r} cannot be read ({why}); delete it or replace it "
-                         "with a valid image.") from None
+        why = _("not an image format PIL knows") if isinstance(error, UnidentifiedImageError) else error
+        raise ValueError(_("Image file {path!r} cannot be read ({why}); delete it or replace it "
+                           "with a valid image.").format(path=str(path), why=why)) from None
 
 
 def image_folder_dataset(root, image_size: int = 32, augment: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD):
@@ -313,12 +324,15 @@ def image_folder_datasets(root, image_size: int = 32, augment: bool = False, tes
             train = image_folder_dataset(root / "train", image_size, augment)
             test = image_folder_dataset(root / name, image_size)
             if train.classes != test.classes:  # label i would mean another class in each split
-                raise ValueError(f"Image folder {str(root)!r}: train/ has classes {', '.join(train.classes)} but "
-                                 f"{name}/ has {', '.join(test.classes)}; give both the same class folders.")
+                raise ValueError(_("Image folder {root!r}: train/ has classes {train_classes} but "
+                                   "{name}/ has {test_classes}; give both the same class folders.").format(
+                                     root=str(root), train_classes=", ".join(train.classes), name=name,
+                                     test_classes=", ".join(test.classes)))
             return train, test
     train_view, test_view = image_folder_dataset(root, image_size, augment), image_folder_dataset(root, image_size)
     if len(train_view) < 2:
-        raise ValueError(f"Image folder {str(root)!r} has {len(train_view)} image; need at least 2 to split.")
+        raise ValueError(_("Image folder {root!r} has {count} image; need at least 2 to split.").format(
+            root=str(root), count=len(train_view)))
     order = torch.randperm(len(train_view), generator=torch.Generator().manual_seed(seed)).tolist()
     n_test = max(1, round(test_fraction * len(order)))
     train, test = Subset(train_view, order[n_test:]), Subset(test_view, order[:n_test])
@@ -343,8 +357,9 @@ def cifar10_datasets(root, download: bool = True, image_size: int = 32, augment:
         train = CIFAR10(str(root), train=True, download=download, transform=v2.Compose(head + train_aug + tail))
         test = CIFAR10(str(root), train=False, download=download, transform=v2.Compose(head + tail))
     except RuntimeError as error:
-        raise ValueError(f"CIFAR-10 not found in {str(root)!r} ({error}). Pass download=True (needs network), "
-                         "or put the extracted cifar-10-batches-py folder there.") from None
+        raise ValueError(_("CIFAR-10 not found in {root!r} ({error}). Pass download=True (needs network), "
+                           "or put the extracted cifar-10-batches-py folder there.").format(
+                             root=str(root), error=error)) from None
     return train, test
 
 
@@ -363,9 +378,10 @@ def load_datasets(name: str, image_size: int | None = None, data_dir=None, augme
     if name == "shapes":
         return shapes_datasets(image_size or 32, augment=augment)
     if name in ("folder", "cifar10") and data_dir is None:
-        raise ValueError(f"--data {name} needs --data-dir (the folder with the images).")
+        raise ValueError(_("--data {name} needs --data-dir (the folder with the images).").format(name=name))
     if name == "folder":
         return image_folder_datasets(data_dir, image_size or 32, augment)
     if name == "cifar10":
         return cifar10_datasets(data_dir, download=True, image_size=image_size or 32, augment=augment)
-    raise ValueError(f"Unknown data set {name!r}: choose one of {', '.join(DATASETS)}.")
+    raise ValueError(_("Unknown data set {name!r}: choose one of {choices}.").format(
+        name=name, choices=", ".join(DATASETS)))

@@ -32,6 +32,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from .i18n import _
+
 __all__ = ["DistInfo", "init_from_env", "wrap_model", "make_loader", "reduce_metrics", "all_ranks", "unwrap",
            "cleanup"]
 
@@ -56,8 +58,9 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"Environment variable {name}={value!r} must be an integer; torchrun sets it. "
-                         f"Start the program with torchrun, or unset {name} to run one process.") from None
+        raise ValueError(_("Environment variable {name}={value!r} must be an integer; torchrun sets it. "
+                           "Start the program with torchrun, or unset {name} to run one process.").format(
+                             name=name, value=value)) from None
 
 
 def init_from_env(device: str | torch.device | None = None) -> DistInfo:
@@ -77,8 +80,9 @@ def init_from_env(device: str | torch.device | None = None) -> DistInfo:
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     if use_cuda:
         if local_rank >= torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK={local_rank} but this machine has {torch.cuda.device_count()} "
-                             "GPU(s): start at most one process per GPU (torchrun --nproc_per_node).")
+            raise ValueError(_("LOCAL_RANK={local_rank} but this machine has {count} "
+                               "GPU(s): start at most one process per GPU (torchrun --nproc_per_node).").format(
+                                 local_rank=local_rank, count=torch.cuda.device_count()))
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     else:
@@ -135,11 +139,12 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, info: DistInfo
     :func:`reduce_metrics` adds up are exactly those of one process.
     """
     if batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer (per process), got {batch_size}.")
+        raise ValueError(_("batch_size must be a positive integer (per process), got {batch_size}.").format(
+            batch_size=batch_size))
     pad = shuffle if pad is None else pad
     if shuffle and not pad:
-        raise ValueError("shuffle=True needs pad=True: shuffled training batches must be dealt out "
-                         "evenly. Use pad=False (exact, unpadded shards) for evaluation only.")
+        raise ValueError(_("shuffle=True needs pad=True: shuffled training batches must be dealt out "
+                           "evenly. Use pad=False (exact, unpadded shards) for evaluation only."))
     if not info.distributed:
         generator = torch.Generator().manual_seed(seed + epoch) if shuffle else None
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, **loader_kwargs)

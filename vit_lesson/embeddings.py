@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .i18n import _
 from .patches import PatchEmbedding
 
 
@@ -39,8 +40,9 @@ def sincos_2d_position_embedding(grid_size, dim: int, temperature: float = 10000
     """
     height, width = (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
     if dim % 4 != 0:
-        raise ValueError(f"The 2D sine-cosine embedding needs dim divisible by 4 (sin and cos for each of "
-                         f"height and width), got {dim}. Use a multiple of 4, e.g. {dim + (-dim) % 4}.")
+        raise ValueError(_("The 2D sine-cosine embedding needs dim divisible by 4 (sin and cos for each of "
+                           "height and width), got {dim}. Use a multiple of 4, e.g. {suggestion}.").format(
+                             dim=dim, suggestion=dim + (-dim) % 4))
     y, x = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     omega = 1.0 / temperature ** (torch.arange(dim // 4) / (dim // 4 - 1 if dim > 4 else 1))
     y = y.flatten()[:, None] * omega[None, :]
@@ -61,21 +63,23 @@ def resize_position_embedding(pos_embed: torch.Tensor, new_grid, num_prefix_toke
     """
     new_h, new_w = (new_grid, new_grid) if isinstance(new_grid, int) else tuple(new_grid)
     if pos_embed.ndim != 3 or pos_embed.shape[0] != 1:
-        raise ValueError(f"Expected position embeddings [1, prefix + H*W, D], got shape {tuple(pos_embed.shape)}.")
+        raise ValueError(_("Expected position embeddings [1, prefix + H*W, D], got shape {shape}.").format(
+            shape=tuple(pos_embed.shape)))
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     if old_grid is None:
         side = math.isqrt(grid.shape[1])
         if side * side != grid.shape[1]:
             raise ValueError(
-                f"{grid.shape[1]} patch position embeddings (after {num_prefix_tokens} prefix tokens) do not "
-                "form a square grid: pass old_grid=(H, W), or check num_prefix_tokens (1 for the class token, "
-                "2 with a distillation token).")
+                _("{count} patch position embeddings (after {num_prefix_tokens} prefix tokens) do not "
+                  "form a square grid: pass old_grid=(H, W), or check num_prefix_tokens (1 for the class token, "
+                  "2 with a distillation token).").format(count=grid.shape[1], num_prefix_tokens=num_prefix_tokens))
         old_h, old_w = side, side
     else:
         old_h, old_w = (old_grid, old_grid) if isinstance(old_grid, int) else tuple(old_grid)
         if old_h * old_w != grid.shape[1]:
-            raise ValueError(f"old_grid {old_h} x {old_w} = {old_h * old_w} does not match the "
-                             f"{grid.shape[1]} patch position embeddings.")
+            raise ValueError(_("old_grid {old_h} x {old_w} = {product} does not match the "
+                               "{count} patch position embeddings.").format(
+                                 old_h=old_h, old_w=old_w, product=old_h * old_w, count=grid.shape[1]))
     if (old_h, old_w) == (new_h, new_w):
         return pos_embed
     grid = grid.reshape(1, old_h, old_w, -1).permute(0, 3, 1, 2)  # [1, D, H, W]: channels first

@@ -28,6 +28,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from .i18n import _
 from .model import ViT, ViTConfig
 
 __all__ = ["to_hf_config", "config_from_hf", "hf_to_ours", "ours_to_hf", "vit_from_hf", "hf_from_vit",
@@ -66,16 +67,16 @@ def _import_transformers():
         import transformers
     except ImportError as error:
         raise ImportError(
-            "This needs Hugging Face transformers, which vit_lesson does not install by default: "
-            "pip install transformers"
+            _("This needs Hugging Face transformers, which vit_lesson does not install by default: "
+              "pip install transformers")
         ) from error
     return transformers
 
 
 def _check_layout(layout: str) -> None:
     if layout not in LAYOUTS:
-        raise ValueError(f"Unknown layout {layout!r}: choose 'hub' (Hub checkpoint files, transformers "
-                         "4.x) or 'transformers5' (module names of transformers 5).")
+        raise ValueError(_("Unknown layout {layout!r}: choose 'hub' (Hub checkpoint files, transformers "
+                           "4.x) or 'transformers5' (module names of transformers 5).").format(layout=layout))
 
 
 def _name_pairs(num_layers: int, layout: str, prefix: str, with_head: bool):
@@ -121,15 +122,17 @@ def hf_to_ours(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
             ours[our_name] = torch.cat([remaining.pop(n) for n in their_names], dim=0)
     except KeyError as error:
         raise ValueError(
-            f"Not a Hugging Face ViT state dict: key {error.args[0]!r} is missing (read as the "
-            f"{layout!r} layout with {num_layers} layer(s)). Pass model.state_dict() of a "
-            "transformers ViTForImageClassification or ViTModel."
+            _("Not a Hugging Face ViT state dict: key {key!r} is missing (read as the "
+              "{layout!r} layout with {num_layers} layer(s)). Pass model.state_dict() of a "
+              "transformers ViTForImageClassification or ViTModel.").format(
+                key=error.args[0], layout=layout, num_layers=num_layers)
         ) from None
     if remaining:
         raise ValueError(
-            f"{len(remaining)} key(s) of this state dict have no place in our ViT, first "
-            f"{next(iter(remaining))!r}. Is it a ViT variant with extra parts (DeiT's distillation "
-            "token, a BEiT)? Only plain ViT checkpoints convert."
+            _("{count} key(s) of this state dict have no place in our ViT, first "
+              "{first!r}. Is it a ViT variant with extra parts (DeiT's distillation "
+              "token, a BEiT)? Only plain ViT checkpoints convert.").format(
+                count=len(remaining), first=next(iter(remaining)))
         )
     return ours
 
@@ -148,10 +151,11 @@ def ours_to_hf(state_dict: Mapping[str, torch.Tensor], layout: str = "hub") -> d
     for our_name, their_names in fused:
         if our_name in state_dict:  # no bias when qkv_bias=False
             theirs.update(zip(their_names, state_dict[our_name].chunk(3, dim=0)))
-    converted = len(pairs) + sum(name in state_dict for name, _ in fused)
+    converted = len(pairs) + sum(name in state_dict for name, _unused in fused)
     if converted != len(state_dict):
-        extra = sorted(set(state_dict) - {n for n, _ in pairs} - {n for n, _ in fused})
-        raise ValueError(f"Key {extra[0]!r} has no Hugging Face counterpart: is this our ViT's state dict?")
+        extra = sorted(set(state_dict) - {n for n, _unused in pairs} - {n for n, _unused in fused})
+        raise ValueError(_("Key {key!r} has no Hugging Face counterpart: is this our ViT's state dict?").format(
+            key=extra[0]))
     return theirs
 
 
@@ -163,8 +167,9 @@ def to_hf_config(config: ViTConfig, **overrides):
     """
     transformers = _import_transformers()
     if config.drop_path_rate > 0:
-        warnings.warn(f"Hugging Face's ViT has no stochastic depth: drop_path_rate={config.drop_path_rate} "
-                      "is left out (it changes training only, not eval-mode outputs).", stacklevel=2)
+        warnings.warn(_("Hugging Face's ViT has no stochastic depth: drop_path_rate={rate} "
+                        "is left out (it changes training only, not eval-mode outputs).").format(
+                          rate=config.drop_path_rate), stacklevel=2)
     return transformers.ViTConfig(
         image_size=config.image_size, patch_size=config.patch_size, num_channels=config.num_channels,
         hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
@@ -178,7 +183,8 @@ def to_hf_config(config: ViTConfig, **overrides):
 def _square(value, name: str) -> int:
     if isinstance(value, (list, tuple)):
         if len(set(value)) != 1:
-            raise ValueError(f"Our ViT needs a square {name}, this config has {name}={value}.")
+            raise ValueError(_("Our ViT needs a square {name}, this config has {name}={value}.").format(
+                name=name, value=value))
         value = value[0]
     return int(value)
 
@@ -186,8 +192,9 @@ def _square(value, name: str) -> int:
 def config_from_hf(hf_config) -> ViTConfig:
     """``transformers.ViTConfig`` -> our ``ViTConfig`` (note Hugging Face's ``layer_norm_eps=1e-12``)."""
     if hf_config.hidden_act != "gelu":
-        raise ValueError(f"Our ViT uses exact GELU (hidden_act='gelu'); this config has "
-                         f"hidden_act={hf_config.hidden_act!r}, which would give different outputs.")
+        raise ValueError(_("Our ViT uses exact GELU (hidden_act='gelu'); this config has "
+                           "hidden_act={hidden_act!r}, which would give different outputs.").format(
+                             hidden_act=hf_config.hidden_act))
     return ViTConfig(
         image_size=_square(hf_config.image_size, "image_size"),
         patch_size=_square(hf_config.patch_size, "patch_size"),
@@ -223,7 +230,7 @@ def hf_from_vit(model: ViT, attn_implementation: str = "eager"):
     """
     transformers = _import_transformers()
     if model.config.num_classes <= 0:
-        raise ValueError("ViTForImageClassification needs a classifier: build the ViT with num_classes > 0.")
+        raise ValueError(_("ViTForImageClassification needs a classifier: build the ViT with num_classes > 0."))
     config = to_hf_config(model.config, attn_implementation=attn_implementation)
     hf_model = transformers.ViTForImageClassification(config)
     layout = "transformers5" if any(".layers." in k for k in hf_model.state_dict()) else "hub"

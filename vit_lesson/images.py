@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
+from .i18n import _
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -36,7 +38,8 @@ def load_photo(name: str = "chelsea") -> Image.Image:
 
         array = getattr(data, name)()
     else:
-        raise ValueError(f"Unknown photo {name!r}: choose one of {', '.join(SAMPLE_PHOTOS)}.")
+        raise ValueError(_("Unknown photo {name!r}: choose one of {choices}.").format(
+            name=name, choices=", ".join(SAMPLE_PHOTOS)))
     return Image.fromarray(np.asarray(array, dtype=np.uint8)).convert("RGB")
 
 

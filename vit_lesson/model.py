@@ -19,20 +19,22 @@ from torch import nn
 from .attention import check_heads
 from .block import Block
 from .embeddings import init_token, prepend_class_token
+from .i18n import _
 from .patches import PatchEmbedding, check_image_size
 
 
-# (field, smallest allowed value, how to fix it) for ViTConfig's integer fields.
+# (field, smallest allowed value, how to fix it) for ViTConfig's integer fields; the fix is a
+# function so that it is translated when the error is raised, in the language in use then.
 _INTEGER_FIELDS = (
-    ("image_size", 1, "set it to the side of the square input images in pixels, e.g. 32 or 224"),
-    ("patch_size", 1, "set it to a divisor of image_size, e.g. 4 or 16"),
-    ("num_channels", 1, "use 3 for colour images, 1 for grey ones"),
-    ("hidden_size", 1, "set it to a multiple of num_attention_heads, e.g. 64 or 768"),
-    ("num_hidden_layers", 1, "set it to the number of transformer blocks, e.g. 4 or 12"),
-    ("num_attention_heads", 1, "set it to a divisor of hidden_size, e.g. 4 or 12"),
-    ("intermediate_size", 1, "set it to the MLP's hidden width, usually 4 * hidden_size"),
-    ("num_classes", 0,
-     "set it to the number of classes in your data, or 0 for a model that returns features (no head)"),
+    ("image_size", 1, lambda: _("set it to the side of the square input images in pixels, e.g. 32 or 224")),
+    ("patch_size", 1, lambda: _("set it to a divisor of image_size, e.g. 4 or 16")),
+    ("num_channels", 1, lambda: _("use 3 for colour images, 1 for grey ones")),
+    ("hidden_size", 1, lambda: _("set it to a multiple of num_attention_heads, e.g. 64 or 768")),
+    ("num_hidden_layers", 1, lambda: _("set it to the number of transformer blocks, e.g. 4 or 12")),
+    ("num_attention_heads", 1, lambda: _("set it to a divisor of hidden_size, e.g. 4 or 12")),
+    ("intermediate_size", 1, lambda: _("set it to the MLP's hidden width, usually 4 * hidden_size")),
+    ("num_classes", 0, lambda: _(
+        "set it to the number of classes in your data, or 0 for a model that returns features (no head)")),
 )
 
 
@@ -61,19 +63,21 @@ class ViTConfig:
         for name, least, fix in _INTEGER_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-                raise ValueError(f"ViTConfig.{name} must be an integer >= {least}, got {value!r}; {fix}.")
+                raise ValueError(_("ViTConfig.{name} must be an integer >= {least}, got {value!r}; {fix}.").format(
+                    name=name, least=least, value=value, fix=fix()))
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-                raise ValueError(f"ViTConfig.{name} must be a probability in [0, 1), got {value!r}; "
-                                 "use 0 to turn it off (typical values are 0.0-0.1).")
+                raise ValueError(_("ViTConfig.{name} must be a probability in [0, 1), got {value!r}; "
+                                   "use 0 to turn it off (typical values are 0.0-0.1).").format(name=name, value=value))
         eps = self.layer_norm_eps
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < 1:
-            raise ValueError(f"ViTConfig.layer_norm_eps must be a small positive number, got {eps!r}; "
-                             "use 1e-6 (timm) or 1e-12 (Hugging Face).")
+            raise ValueError(_("ViTConfig.layer_norm_eps must be a small positive number, got {eps!r}; "
+                               "use 1e-6 (timm) or 1e-12 (Hugging Face).").format(eps=eps))
         if self.patch_size > self.image_size:
-            raise ValueError(f"ViTConfig.patch_size {self.patch_size} is larger than image_size {self.image_size}: "
-                             "the image would hold no patch. Use a patch size that divides the image size.")
+            raise ValueError(_("ViTConfig.patch_size {patch_size} is larger than image_size {image_size}: "
+                               "the image would hold no patch. Use a patch size that divides the image size.").format(
+                                 patch_size=self.patch_size, image_size=self.image_size))
         check_heads(self.hidden_size, self.num_attention_heads)
         check_image_size(self.image_size, self.image_size, self.patch_size)
 
@@ -108,7 +112,8 @@ def get_config(name: str, **overrides) -> ViTConfig:
     try:
         config = PRESETS[name.lower()]
     except KeyError:
-        raise ValueError(f"Unknown preset {name!r}: choose one of {', '.join(PRESETS)}.") from None
+        raise ValueError(_("Unknown preset {name!r}: choose one of {choices}.").format(
+            name=name, choices=", ".join(PRESETS))) from None
     return replace(config, **overrides)
 
 
@@ -156,10 +161,11 @@ class ViT(nn.Module):
         size = self.config.image_size
         if x.ndim == 4 and x.shape[1] == self.config.num_channels and tuple(x.shape[-2:]) != (size, size):
             raise ValueError(
-                f"This model was built for {size}x{size} images (config.image_size={size}) but got "
-                f"{x.shape[-2]}x{x.shape[-1]}. Resize the images to {size}x{size} (for example "
-                f"transforms.Resize({size})), or build a model with image_size={x.shape[-1]} and "
-                "carry the weights over with vit_lesson.embeddings.resize_position_embedding."
+                _("This model was built for {size}x{size} images (config.image_size={size}) but got "
+                  "{height}x{width}. Resize the images to {size}x{size} (for example "
+                  "transforms.Resize({size})), or build a model with image_size={width} and "
+                  "carry the weights over with vit_lesson.embeddings.resize_position_embedding.").format(
+                    size=size, height=x.shape[-2], width=x.shape[-1])
             )
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from .i18n import _
+
 
 def _as_pair(size) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else tuple(size)
@@ -21,19 +23,23 @@ def check_image_size(height: int, width: int, patch_size: int) -> None:
     for side, value in (("height", height), ("width", width)):
         if value % patch_size != 0:
             lower = value - value % patch_size
+            side_name = _("height") if side == "height" else _("width")
             raise ValueError(
-                f"Image {side} {value} is not divisible by the patch size {patch_size}: "
-                f"{value} / {patch_size} = {value / patch_size:.2f} patches. Resize or crop the "
-                f"image to a multiple of {patch_size} (for example {lower} or {lower + patch_size}), "
-                f"or choose a patch size that divides {value}."
+                _("Image {side} {value} is not divisible by the patch size {patch_size}: "
+                  "{value} / {patch_size} = {ratio:.2f} patches. Resize or crop the "
+                  "image to a multiple of {patch_size} (for example {lower} or {upper}), "
+                  "or choose a patch size that divides {value}.").format(
+                    side=side_name, value=value, patch_size=patch_size, ratio=value / patch_size,
+                    lower=lower, upper=lower + patch_size)
             )
 
 
 def check_batch(images: torch.Tensor, who: str) -> None:
     """Raise a ``ValueError`` unless ``images`` is a 4-D batch ``[B, C, H, W]``."""
     if images.ndim != 4:
-        fix = " For a single image use x.unsqueeze(0)." if images.ndim == 3 else ""
-        raise ValueError(f"{who} expects a batch of images [B, C, H, W], got shape {tuple(images.shape)}.{fix}")
+        fix = _(" For a single image use x.unsqueeze(0).") if images.ndim == 3 else ""
+        raise ValueError(_("{who} expects a batch of images [B, C, H, W], got shape {shape}.{fix}").format(
+            who=who, shape=tuple(images.shape), fix=fix))
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -54,9 +60,10 @@ def unpatchify(patches: torch.Tensor, patch_size: int, height: int, width: int) 
     grid = (height // patch_size) * (width // patch_size)
     if patches.ndim != 3 or patches.shape[1] != grid or patches.shape[2] % (patch_size * patch_size):
         raise ValueError(
-            f"unpatchify expects [B, N, C*P*P] with N = ({height}/{patch_size}) * ({width}/{patch_size}) = {grid} "
-            f"and C*P*P a multiple of {patch_size}*{patch_size}, got shape {tuple(patches.shape)}. "
-            "Pass the height and width of the images that were patchified."
+            _("unpatchify expects [B, N, C*P*P] with N = ({height}/{patch_size}) * ({width}/{patch_size}) = {grid} "
+              "and C*P*P a multiple of {patch_size}*{patch_size}, got shape {shape}. "
+              "Pass the height and width of the images that were patchified.").format(
+                height=height, width=width, patch_size=patch_size, grid=grid, shape=tuple(patches.shape))
         )
     return rearrange(
         patches, "b (h w) (c p1 p2) -> b c (h p1) (w p2)",
@@ -75,7 +82,7 @@ class PatchEmbedding(nn.Module):
         super().__init__()
         height, width = _as_pair(img_size)
         if patch_size <= 0:
-            raise ValueError(f"patch_size must be a positive integer, got {patch_size}.")
+            raise ValueError(_("patch_size must be a positive integer, got {patch_size}.").format(patch_size=patch_size))
         check_image_size(height, width, patch_size)
         self.img_size = (height, width)
         self.patch_size = patch_size
@@ -87,16 +94,17 @@ class PatchEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
             raise ValueError(
-                f"PatchEmbedding expects a batch of images [B, C, H, W], got shape {tuple(x.shape)}. "
-                "For a single image use x.unsqueeze(0)."
+                _("PatchEmbedding expects a batch of images [B, C, H, W], got shape {shape}. "
+                  "For a single image use x.unsqueeze(0).").format(shape=tuple(x.shape))
             )
         if x.shape[1] != self.in_chans:
-            hint = (" A grayscale image? Repeat it: x.expand(-1, 3, -1, -1)." if x.shape[1] == 1
-                    else " Channels last? Use x.permute(0, 3, 1, 2)." if x.shape[-1] == self.in_chans
+            hint = (_(" A grayscale image? Repeat it: x.expand(-1, 3, -1, -1).") if x.shape[1] == 1
+                    else _(" Channels last? Use x.permute(0, 3, 1, 2).") if x.shape[-1] == self.in_chans
                     else "")
             raise ValueError(
-                f"Expected {self.in_chans} input channels, got {x.shape[1]} (input shape "
-                f"{tuple(x.shape)}).{hint} Or build the model with in_chans={x.shape[1]}."
+                _("Expected {expected} input channels, got {got} (input shape "
+                  "{shape}).{hint} Or build the model with in_chans={got}.").format(
+                    expected=self.in_chans, got=x.shape[1], shape=tuple(x.shape), hint=hint)
             )
         check_image_size(x.shape[-2], x.shape[-1], self.patch_size)
         x = self.proj(x)  # [B, D, H/P, W/P]: one D-vector per patch

@@ -47,6 +47,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .distributed import all_ranks, init_from_env, make_loader, reduce_metrics, unwrap, wrap_model
+from .i18n import _
 
 __all__ = [
     "TrainConfig", "History", "NonFiniteLossError", "CheckpointError", "CheckpointWriteError", "train",
@@ -87,31 +88,49 @@ class TrainConfig:
                                      ("num_workers", 0, "0")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-                raise ValueError(f"{_option(name)} must be a whole number >= {least}, got {value!r}; "
-                                 f"use e.g. {example}.")
-        for name, example in (("lr", "3e-4"), ("min_lr", "0"), ("weight_decay", "0.01 (0 for none)"),
-                              ("warmup_epochs", "1 (0 for no warmup)"), ("label_smoothing", "0.1 (0 for none)")):
+                raise ValueError(_("{option} must be a whole number >= {least}, got {value!r}; "
+                                   "use e.g. {example}.").format(option=_option(name), least=least, value=value,
+                                                                 example=example))
+        for name, example in (("lr", lambda: "3e-4"), ("min_lr", lambda: "0"),
+                              ("weight_decay", lambda: _("0.01 (0 for none)")),
+                              ("warmup_epochs", lambda: _("1 (0 for no warmup)")),
+                              ("label_smoothing", lambda: _("0.1 (0 for none)"))):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{_option(name)} must be a finite number >= 0, got {value!r}; use e.g. {example}.")
+                raise ValueError(_("{option} must be a finite number >= 0, got {value!r}; use e.g. {example}.").format(
+                    option=_option(name), value=value, example=example()))
         if not self.lr > 0 or self.min_lr > self.lr:
-            raise ValueError(f"Need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}; "
-                             "use e.g. lr 3e-4 and min_lr 0.")
+            raise ValueError(_("Need 0 <= min_lr <= lr and lr > 0, got lr={lr}, min_lr={min_lr}; "
+                               "use e.g. lr 3e-4 and min_lr 0.").format(lr=self.lr, min_lr=self.min_lr))
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}; use e.g. 0.999.")
+            raise ValueError(_("ema_decay must be in (0, 1) or None, got {ema_decay}; use e.g. 0.999.").format(
+                ema_decay=self.ema_decay))
         if not self.label_smoothing < 1:
-            raise ValueError(f"{_option('label_smoothing')} must be in [0, 1), got {self.label_smoothing}; "
-                             "use e.g. 0.1 (0 for none).")
+            raise ValueError(_("{option} must be in [0, 1), got {value}; use e.g. 0.1 (0 for none).").format(
+                option=_option("label_smoothing"), value=self.label_smoothing))
         clip = self.grad_clip
         if clip is not None and (isinstance(clip, bool) or not isinstance(clip, numbers.Real)
                                  or not math.isfinite(clip) or clip < 0):
-            raise ValueError(f"grad_clip must be a finite number >= 0 or None (no clipping), got {self.grad_clip!r}; "
-                             "use e.g. 1.0.")
+            raise ValueError(_("grad_clip must be a finite number >= 0 or None (no clipping), got {grad_clip!r}; "
+                               "use e.g. 1.0.").format(grad_clip=self.grad_clip))
 
 
 def _option(name: str) -> str:
     """``warmup_epochs`` -> ``warmup_epochs (--warmup-epochs)``: the field and its command-line option."""
     return f"{name} (--{name.replace('_', '-')})"
+
+
+def _columns(text: str) -> int:
+    """How many terminal columns ``text`` takes (a Chinese character takes two)."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def _pad(text: str, width: int, align: str = ">") -> str:
+    """``text`` padded with spaces to ``width`` terminal columns, right (``>``) or left (``<``) aligned."""
+    fill = " " * max(0, width - _columns(text))
+    return fill + text if align == ">" else text + fill
 
 
 # The settings that decide a run's trajectory: a resume must use the saved values of all of them.
@@ -131,11 +150,14 @@ class History(list):
 
     def table(self) -> str:
         """The history as a fixed-width text table."""
-        lines = [f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'val loss':>8} {'val acc':>8} "
-                 f"{'lr':>9} {'seconds':>7}"]
+        header = [(_("epoch"), 5), (_("train loss"), 10), (_("train acc"), 9), (_("val loss"), 8),
+                  (_("val acc"), 8), (_("lr"), 9), (_("seconds"), 7)]
+        widths = [max(width, _columns(name)) for name, width in header]  # a translated name may be wider
+        lines = [" ".join(_pad(name, width) for (name, _width), width in zip(header, widths))]
         for r in self:
-            lines.append(f"{r['epoch']:>5} {r['train_loss']:>10.4f} {r['train_acc']:>9.2%} {r['val_loss']:>8.4f} "
-                         f"{r['val_acc']:>8.2%} {r['lr']:>9.2e} {r['seconds']:>7.1f}")
+            cells = (f"{r['epoch']}", f"{r['train_loss']:.4f}", f"{r['train_acc']:.2%}", f"{r['val_loss']:.4f}",
+                     f"{r['val_acc']:.2%}", f"{r['lr']:.2e}", f"{r['seconds']:.1f}")
+            lines.append(" ".join(_pad(cell, width) for cell, width in zip(cells, widths)))
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -399,7 +421,8 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scal
     return path
 
 
-_USE_ANOTHER = "use another checkpoint (best.pt or last.pt of the run) or train again"
+def _use_another() -> str:
+    return _("use another checkpoint (best.pt or last.pt of the run) or train again")
 
 
 def load_checkpoint(path, model: nn.Module | None = None, map_location="cpu") -> dict:
@@ -413,9 +436,9 @@ def load_checkpoint(path, model: nn.Module | None = None, map_location="cpu") ->
     """
     path = Path(path)
     if not path.is_file():
-        what = "a folder, not a file" if path.is_dir() else "no such file"
-        raise CheckpointError(f"No checkpoint at {str(path)!r} ({what}); pass the path of a .pt file written by "
-                              "train, e.g. runs/digits/best.pt.")
+        what = _("a folder, not a file") if path.is_dir() else _("no such file")
+        raise CheckpointError(_("No checkpoint at {path!r} ({what}); pass the path of a .pt file written by "
+                                "train, e.g. runs/digits/best.pt.").format(path=str(path), what=what))
     try:
         with warnings.catch_warnings():  # torch's note on a foreign file's pickle protocol is noise here
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -423,46 +446,54 @@ def load_checkpoint(path, model: nn.Module | None = None, map_location="cpu") ->
     except pickle.UnpicklingError as error:
         found = re.search(r"GLOBAL (\S+)", str(error))
         if found or "Weights only load failed" in str(error):
-            what = f"pickled code ({found.group(1)})" if found else "pickled objects other than tensors"
-            raise CheckpointError(f"Checkpoint {str(path)!r} holds {what}; it was refused and nothing in it ran. "
-                                  f"It was not written by save_checkpoint: load only files you trust, or "
-                                  f"{_USE_ANOTHER}.") from None
+            what = (_("pickled code ({name})").format(name=found.group(1)) if found
+                    else _("pickled objects other than tensors"))
+            raise CheckpointError(_("Checkpoint {path!r} holds {what}; it was refused and nothing in it ran. "
+                                    "It was not written by save_checkpoint: load only files you trust, or "
+                                    "{use_another}.").format(path=str(path), what=what,
+                                                             use_another=_use_another())) from None
         raise CheckpointError(_unreadable(path, error)) from None
     except Exception as error:  # EOFError, KeyError, RuntimeError (PytorchStreamReader ...), ...
         raise CheckpointError(_unreadable(path, error)) from None
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("model"), Mapping):
-        raise CheckpointError(f"{str(path)!r} holds no model weights (a {type(checkpoint).__name__} without a "
-                              f"'model' state dict): it is not a checkpoint written by save_checkpoint; "
-                              f"{_USE_ANOTHER}.")
+        raise CheckpointError(_("{path!r} holds no model weights (a {type} without a "
+                                "'model' state dict): it is not a checkpoint written by save_checkpoint; "
+                                "{use_another}.").format(path=str(path), type=type(checkpoint).__name__,
+                                                         use_another=_use_another()))
     checkpoint = dict(checkpoint)
     stored = checkpoint.pop("checksum", None)  # files written before checksums: checked for finiteness only
     if stored is not None and stored != _digest(checkpoint):
-        raise CheckpointError(f"Checkpoint {str(path)!r} is damaged: its contents do not match the checksum saved "
-                              f"with them (changed after it was written: a bad disk or an incomplete copy); "
-                              f"{_USE_ANOTHER}.")
+        raise CheckpointError(_("Checkpoint {path!r} is damaged: its contents do not match the checksum saved "
+                                "with them (changed after it was written: a bad disk or an incomplete copy); "
+                                "{use_another}.").format(path=str(path), use_another=_use_another()))
     for name, tensor in checkpoint["model"].items():
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise CheckpointError(f"Checkpoint {str(path)!r} holds NaN or infinite weights in {name!r} (a damaged "
-                                  f"file or a diverged run); {_USE_ANOTHER}.")
+            raise CheckpointError(_("Checkpoint {path!r} holds NaN or infinite weights in {name!r} (a damaged "
+                                    "file or a diverged run); {use_another}.").format(
+                                      path=str(path), name=name, use_another=_use_another()))
     if model is not None:
         _load_weights(model, checkpoint, path)
     return checkpoint
 
 
 def _unreadable(path: Path, error: Exception) -> str:
-    reason = (str(error).strip().splitlines() or [""])[0][:160] or "no details"
+    reason = (str(error).strip().splitlines() or [""])[0][:160] or _("no details")
     size = path.stat().st_size
-    what = "it is empty" if size == 0 else f"{size:,} bytes that are not a whole PyTorch checkpoint"
-    return (f"Checkpoint {str(path)!r} cannot be read: {what} ({type(error).__name__}: {reason}); it was cut "
-            f"short (an interrupted copy, a full disk) or is not a .pt file; {_USE_ANOTHER}.")
+    what = (_("it is empty") if size == 0
+            else _("{size:,} bytes that are not a whole PyTorch checkpoint").format(size=size))
+    return _("Checkpoint {path!r} cannot be read: {what} ({error_type}: {reason}); it was cut "
+             "short (an interrupted copy, a full disk) or is not a .pt file; {use_another}.").format(
+               path=str(path), what=what, error_type=type(error).__name__, reason=reason,
+               use_another=_use_another())
 
 
 def _load_weights(model: nn.Module, checkpoint: dict, path) -> None:
     try:
         model.load_state_dict(checkpoint["model"])
     except (RuntimeError, ValueError) as error:
-        raise ValueError(f"Checkpoint {str(path)!r} does not fit this model "
-                         f"(saved config: {checkpoint.get('model_config')}): {error}") from None
+        raise ValueError(_("Checkpoint {path!r} does not fit this model "
+                           "(saved config: {config}): {error}").format(
+                             path=str(path), config=checkpoint.get("model_config"), error=error)) from None
 
 
 def load_model(path, map_location="cpu") -> tuple[nn.Module, dict]:
@@ -485,11 +516,13 @@ def load_model(path, map_location="cpu") -> tuple[nn.Module, dict]:
     checkpoint = load_checkpoint(path, map_location=map_location)
     model_class, args = checkpoint.get("model_class") or "vit_lesson.model.ViT", checkpoint.get("model_args") or {}
     if checkpoint.get("model_config") is None or model_class not in builders:
-        raise ValueError(f"Checkpoint {str(path)!r} holds a {model_class} that load_model cannot rebuild from "
-                         "the file alone; build the model yourself and call load_checkpoint(path, model).")
+        raise ValueError(_("Checkpoint {path!r} holds a {model_class} that load_model cannot rebuild from "
+                           "the file alone; build the model yourself and call load_checkpoint(path, model).").format(
+                             path=str(path), model_class=model_class))
     if model_class == "vit_lesson.hybrid.HybridViT" and not args:
-        raise ValueError(f"Checkpoint {str(path)!r} holds a HybridViT with a hand-made backbone (not from "
-                         "hybrid_vit); build it the same way and call load_checkpoint(path, model).")
+        raise ValueError(_("Checkpoint {path!r} holds a HybridViT with a hand-made backbone (not from "
+                           "hybrid_vit); build it the same way and call load_checkpoint(path, model).").format(
+                             path=str(path)))
     known = {f.name for f in fields(ViTConfig)}
     config = ViTConfig(**{k: v for k, v in checkpoint["model_config"].items() if k in known})
     model = builders[model_class](config, args)
@@ -503,13 +536,17 @@ def _non_finite_message(loss, images, epoch, step, global_step, lr, config, last
     inputs_ok = bool(torch.isfinite(images).all())
     causes = []
     if not inputs_ok:
-        causes.append("the input batch itself contains NaN/inf (check the data and its normalisation)")
-    causes += [f"the learning rate is too high (lr now {lr:.2e}, base {config.lr:.2e}: try 10x lower or a longer warmup)",
-               "badly normalised inputs (check a batch: mean near 0, std near 1, no NaN)",
-               "float16 overflow without a GradScaler (on CUDA use torch.amp.GradScaler; bfloat16 needs none)"]
-    kept = f"The last good checkpoint is kept: {last_good}." if last_good else "No checkpoint was written yet."
-    return (f"The loss became {loss.item()} at epoch {epoch}, step {step} (global step {global_step}); "
-            f"training stopped. Likely causes: {'; '.join(causes)}. {kept}")
+        causes.append(_("the input batch itself contains NaN/inf (check the data and its normalisation)"))
+    causes += [_("the learning rate is too high (lr now {lr:.2e}, base {base_lr:.2e}: try 10x lower or a longer "
+                 "warmup)").format(lr=lr, base_lr=config.lr),
+               _("badly normalised inputs (check a batch: mean near 0, std near 1, no NaN)"),
+               _("float16 overflow without a GradScaler (on CUDA use torch.amp.GradScaler; bfloat16 needs none)")]
+    kept = (_("The last good checkpoint is kept: {path}.").format(path=last_good) if last_good
+            else _("No checkpoint was written yet."))
+    return _("The loss became {loss} at epoch {epoch}, step {step} (global step {global_step}); "
+             "training stopped. Likely causes: {causes}. {kept}").format(
+               loss=loss.item(), epoch=epoch, step=step, global_step=global_step, causes=_("; ").join(causes),
+               kept=kept)
 
 
 def _dtype_message(images: torch.Tensor, model: nn.Module, error: Exception) -> str | None:
@@ -519,12 +556,14 @@ def _dtype_message(images: torch.Tensor, model: nn.Module, error: Exception) -> 
         return None
     pytorch = (str(error).strip().splitlines() or [""])[0][:120]
     if not images.is_floating_point():
-        return (f"The images are {images.dtype} tensors but the model computes in {weight.dtype} (PyTorch: {pytorch}). "
-                "Convert them to float in [0, 1] with transforms.v2.ToImage() + transforms.v2.ToDtype(torch.float32, "
-                "scale=True) (then Normalize), or images.float() / 255.")
-    return (f"The images are {images.dtype} but the model's weights are {weight.dtype} (PyTorch: {pytorch}). Convert "
-            "them with transforms.v2.ToDtype(torch.float32, scale=True) (or images.float()), or train with mixed "
-            "precision: --amp (TrainConfig(amp=True)).")
+        return _("The images are {images_dtype} tensors but the model computes in {weight_dtype} (PyTorch: "
+                 "{pytorch}). Convert them to float in [0, 1] with transforms.v2.ToImage() + "
+                 "transforms.v2.ToDtype(torch.float32, scale=True) (then Normalize), or images.float() / 255.").format(
+                   images_dtype=images.dtype, weight_dtype=weight.dtype, pytorch=pytorch)
+    return _("The images are {images_dtype} but the model's weights are {weight_dtype} (PyTorch: {pytorch}). Convert "
+             "them with transforms.v2.ToDtype(torch.float32, scale=True) (or images.float()), or train with mixed "
+             "precision: --amp (TrainConfig(amp=True)).").format(
+               images_dtype=images.dtype, weight_dtype=weight.dtype, pytorch=pytorch)
 
 
 def _forward(loss_fn, model, images, labels):
@@ -547,16 +586,18 @@ def _checkpoint_bytes(model: nn.Module, optimizer) -> int:
 
 def _prepare_out_dir(out_dir: Path, needed: int) -> None:
     """Before the first step: ``out_dir`` is a folder we can write ``needed`` bytes to; stale temporaries go."""
-    where = f"The output folder {str(out_dir)!r} (out_dir, --out)"
+    where = _("The output folder {path!r} (out_dir, --out)").format(path=str(out_dir))
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{where} is a file, not a folder; choose a folder path (it is created if missing).")
+        raise ValueError(_("{where} is a file, not a folder; choose a folder path (it is created if missing).").format(
+            where=where))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         blocked = next((p for p in out_dir.parents if p.exists()), None)
-        why = (f"{str(blocked)!r} is a file" if blocked is not None and not blocked.is_dir()
+        why = (_("{path!r} is a file").format(path=str(blocked)) if blocked is not None and not blocked.is_dir()
                else error.strerror or str(error))
-        raise ValueError(f"{where} cannot be created ({why}); choose a folder you can write to.") from None
+        raise ValueError(_("{where} cannot be created ({why}); choose a folder you can write to.").format(
+            where=where, why=why)) from None
     probe = out_dir / f".write-test.tmp{os.getpid()}"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -567,16 +608,17 @@ def _prepare_out_dir(out_dir: Path, needed: int) -> None:
             os.close(fd)
         probe.unlink()
     except OSError as error:
-        raise ValueError(f"{where} is not writable ({error.strerror or error}); choose a folder you can write "
-                         "to, or fix its permissions.") from None
+        raise ValueError(_("{where} is not writable ({why}); choose a folder you can write "
+                           "to, or fix its permissions.").format(where=where, why=error.strerror or error)) from None
     _remove_stale_temporaries(out_dir)
     try:
         free = shutil.disk_usage(out_dir).free
     except OSError:
         return
     if free < needed:
-        raise ValueError(f"{where} has {free / 2**20:.1f} MB free but the checkpoints need about "
-                         f"{needed / 2**20:.1f} MB; free some space or choose another folder.")
+        raise ValueError(_("{where} has {free:.1f} MB free but the checkpoints need about "
+                           "{needed:.1f} MB; free some space or choose another folder.").format(
+                             where=where, free=free / 2**20, needed=needed / 2**20))
 
 
 def _check_resume(checkpoint: dict, config: TrainConfig, steps_per_epoch: int, path: Path) -> None:
@@ -587,12 +629,13 @@ def _check_resume(checkpoint: dict, config: TrainConfig, steps_per_epoch: int, p
                if name in saved and norm(name, saved[name]) != norm(name, getattr(config, name))]
     done, step = checkpoint.get("epoch", 0), (checkpoint.get("scheduler") or {}).get("last_epoch")
     if done and step is not None and step != done * steps_per_epoch:
-        changes.append(f"steps per epoch {step // done} -> {steps_per_epoch} (another training set size, "
-                       "batch size or number of processes)")
+        changes.append(_("steps per epoch {saved} -> {now} (another training set size, "
+                         "batch size or number of processes)").format(saved=step // done, now=steps_per_epoch))
     if changes:
-        raise ValueError(f"Cannot resume from {str(path)!r}: this would change the run ({'; '.join(changes)}). "
-                         "A resumed run continues the saved one exactly: use the saved settings (on the command "
-                         "line, leave those options out), or start a new run in another folder (--out).")
+        raise ValueError(_("Cannot resume from {path!r}: this would change the run ({changes}). "
+                           "A resumed run continues the saved one exactly: use the saved settings (on the command "
+                           "line, leave those options out), or start a new run in another folder (--out).").format(
+                             path=str(path), changes=_("; ").join(changes)))
 
 
 def _reconcile_best(out_dir: Path, last_path: Path, history) -> str | None:
@@ -613,9 +656,11 @@ def _reconcile_best(out_dir: Path, last_path: Path, history) -> str | None:
         return None
     if best_epoch == last_epoch:
         _copy_atomic(last_path, best_path)
-        return f"best.pt restored from last.pt (epoch {best_epoch}, the best; best.pt held {found or 'nothing'})"
-    return (f"best.pt holds epoch {found} but the best epoch was {best_epoch}, whose weights were not kept; "
-            "best.pt will be replaced by the next epoch that beats it")
+        return _("best.pt restored from last.pt (epoch {epoch}, the best; best.pt held {found})").format(
+            epoch=best_epoch, found=_("unreadable") if found == "unreadable" else found or _("nothing"))
+    return _("best.pt holds epoch {found} but the best epoch was {epoch}, whose weights were not kept; "
+             "best.pt will be replaced by the next epoch that beats it").format(
+               found=_("unreadable") if found == "unreadable" else found, epoch=best_epoch)
 
 
 def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = None, loss_fn=None,
@@ -639,7 +684,7 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
     resume = config.resume if resume is None else resume
     out_dir = Path(config.out_dir) if config.out_dir else None
     if resume and out_dir is None:
-        raise ValueError("resume=True needs config.out_dir (the folder holding last.pt).")
+        raise ValueError(_("resume=True needs config.out_dir (the folder holding last.pt)."))
     info = init_from_env(config.device)  # one process unless started by torchrun
     device = info.device
     # Rank 0 seeds as a single process does; other ranks draw different dropout/augmentation.
@@ -665,14 +710,15 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
             except ValueError as error:
                 problem = error
         if not all_ranks(problem is None, info):
-            raise problem or ValueError("Rank 0 cannot write the checkpoints to --out; see its message.")
+            raise problem or ValueError(_("Rank 0 cannot write the checkpoints to --out; see its message."))
     if resume and not resuming and info.is_main:
-        print(f"note: resume: no checkpoint at {str(last_path)!r} yet; starting a new run at epoch 1.", file=sys.stderr)
+        print(_("note: resume: no checkpoint at {path!r} yet; starting a new run at epoch 1.").format(
+            path=str(last_path)), file=sys.stderr)
     if resuming:
         try:
             checkpoint = load_checkpoint(last_path, model, map_location=device)
         except CheckpointError as error:
-            raise CheckpointError(f"Cannot resume: {error}") from None
+            raise CheckpointError(_("Cannot resume: {error}").format(error=error)) from None
         _check_resume(checkpoint, config, steps_per_epoch, last_path)
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
@@ -682,7 +728,7 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
         _set_rng_state(checkpoint["rng"])
         note = _reconcile_best(out_dir, last_path, history) if info.is_main else None
         if note:
-            print(f"note: resume: {note}.", file=sys.stderr)
+            print(_("note: resume: {note}.").format(note=note), file=sys.stderr)
     best_acc = history.best()["val_acc"] if history else -1.0
     ema = None
     if config.ema_decay:  # an exponential moving average of the weights, saved with the checkpoints
@@ -691,12 +737,12 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
         if checkpoint is not None and checkpoint.get("ema") is not None:
             ema.load_state_dict(checkpoint["ema"])
         elif checkpoint is not None and info.is_main:
-            print("note: resume: last.pt holds no average of the weights (written by an older version); the "
-                  "EMA restarts from the current weights.", file=sys.stderr)
+            print(_("note: resume: last.pt holds no average of the weights (written by an older version); the "
+                    "EMA restarts from the current weights."), file=sys.stderr)
     last_good = str(last_path) if resuming else None
     if start_epoch >= config.epochs and config.progress and info.is_main:
-        print(f"note: resume: {str(last_path)!r} already holds all {config.epochs} epochs; nothing to train.",
-              file=sys.stderr)
+        print(_("note: resume: {path!r} already holds all {epochs} epochs; nothing to train.").format(
+            path=str(last_path), epochs=config.epochs), file=sys.stderr)
 
     for epoch in range(start_epoch, config.epochs):
         start = time.perf_counter()
@@ -705,7 +751,7 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
                              num_workers=config.num_workers)
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+        bar = tqdm(loader, desc=_("epoch {epoch}/{epochs}").format(epoch=epoch + 1, epochs=config.epochs), leave=False,
                    disable=not (config.progress and info.is_main))
         for step, (images, labels) in enumerate(bar):
             images, labels = images.to(device), labels.to(device)
@@ -752,18 +798,23 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
                     _copy_atomic(last_path, target)
             except OSError as error:
                 if target != last_path or last_good:
-                    kept = (f"The checkpoints already written are intact (last.pt holds epoch "
-                            f"{epoch + 1 if target != last_path else epoch}); free some space (or fix the folder), "
-                            "then continue with --resume (resume=True).")
+                    kept = _("The checkpoints already written are intact (last.pt holds epoch "
+                             "{epoch}); free some space (or fix the folder), "
+                             "then continue with --resume (resume=True).").format(
+                               epoch=epoch + 1 if target != last_path else epoch)
                 else:
-                    kept = "No epoch had been saved yet; free some space (or fix the folder) and run again."
-                raise CheckpointWriteError(f"Could not write {str(target)!r} after epoch {epoch + 1} "
-                                           f"({error.strerror or error}). {kept}") from error
+                    kept = _("No epoch had been saved yet; free some space (or fix the folder) and run again.")
+                raise CheckpointWriteError(_("Could not write {path!r} after epoch {epoch} "
+                                             "({why}). {kept}").format(
+                                               path=str(target), epoch=epoch + 1, why=error.strerror or error,
+                                               kept=kept)) from error
         best_acc = max(best_acc, val["accuracy"])
         if config.progress and info.is_main:
             r = history[-1]
-            print(f"epoch {r['epoch']}/{config.epochs}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.2%}, "
-                  f"val loss {r['val_loss']:.4f} acc {r['val_acc']:.2%} ({r['seconds']:.1f} s)", file=sys.stderr)
+            print(_("epoch {epoch}/{epochs}: train loss {train_loss:.4f} acc {train_acc:.2%}, "
+                    "val loss {val_loss:.4f} acc {val_acc:.2%} ({seconds:.1f} s)").format(
+                      epoch=r["epoch"], epochs=config.epochs, train_loss=r["train_loss"], train_acc=r["train_acc"],
+                      val_loss=r["val_loss"], val_acc=r["val_acc"], seconds=r["seconds"]), file=sys.stderr)
     if ema is not None:  # the model ends with the averaged weights, the ones its val_acc measured
         model.load_state_dict(ema.module.state_dict())
     return history
@@ -815,7 +866,7 @@ def build_model(name: str, image_size: int | None = None, num_channels: int | No
 
 
 def _data_shape(dataset):
-    image, _ = dataset[0]
+    image, _label = dataset[0]
     return image.shape[0], image.shape[-1]
 
 
@@ -839,7 +890,7 @@ def _resolve_train_options(args) -> None:
         try:
             checkpoint = load_checkpoint(last)
         except CheckpointError as error:
-            raise CheckpointError(f"Cannot resume: {error}") from None
+            raise CheckpointError(_("Cannot resume: {error}").format(error=error)) from None
         config = checkpoint.get("train_config") or {}
         cli = checkpoint.get("cli") or {}
         saved = {k: config[k] for k in CLI_TRAIN_DEFAULTS if k in config}
@@ -848,14 +899,16 @@ def _resolve_train_options(args) -> None:
             saved["data"] = checkpoint["data"]["name"]
         if args.data_dir is None:
             args.data_dir = cli.get("data_dir")
-        changed = [f"--{k.replace('_', '-')} {getattr(args, k)!r} (the run has {saved[k]!r})"
+        changed = [_("--{option} {given!r} (the run has {saved!r})").format(
+                       option=k.replace("_", "-"), given=getattr(args, k), saved=saved[k])
                    for k in saved if getattr(args, k) is not None and getattr(args, k) != saved[k]]
         if changed:
-            raise ValueError(f"--resume continues the run in {str(out)!r} exactly, but {', '.join(changed)}; leave "
-                             "those options out (they are read from last.pt), or start a new run with another --out.")
+            raise ValueError(_("--resume continues the run in {path!r} exactly, but {changed}; leave "
+                               "those options out (they are read from last.pt), or start a new run with another "
+                               "--out.").format(path=str(out), changed=_(", ").join(changed)))
     elif last.is_file() and not args.resume and not args.overwrite:
-        raise ValueError(f"{str(out)!r} already holds a run (last.pt); add --resume to continue it, --overwrite to "
-                         "replace it, or choose another --out.")
+        raise ValueError(_("{path!r} already holds a run (last.pt); add --resume to continue it, --overwrite to "
+                           "replace it, or choose another --out.").format(path=str(out)))
     for name, default in {**CLI_TRAIN_DEFAULTS, **CLI_RUN_DEFAULTS}.items():
         if getattr(args, name) is None:
             setattr(args, name, saved.get(name, default))
@@ -879,12 +932,15 @@ def _cli_train(args) -> int:
     channels, size = _data_shape(train_set)
     classes = _classes(train_set)
     if len(classes) < 2:
-        raise ValueError(f"--data {args.data} has {len(classes)} class(es); a classifier needs at least two.")
+        raise ValueError(_("--data {data} has {count} class(es); a classifier needs at least two.").format(
+            data=args.data, count=len(classes)))
     torch.manual_seed(args.seed)  # the same command gives the same model on every run (and rank)
     model = build_model(args.model, size, channels, len(classes))
     if info.is_main:
-        print(f"data {args.data}: {len(train_set)} train / {len(test_set)} test images of {channels}x{size}x{size}, "
-              f"{len(classes)} classes; model {args.model}: {count_parameters(model):,} parameters")
+        print(_("data {data}: {train} train / {test} test images of {channels}x{size}x{size}, "
+                "{classes} classes; model {model}: {parameters:,} parameters").format(
+                  data=args.data, train=len(train_set), test=len(test_set), channels=channels, size=size,
+                  classes=len(classes), model=args.model, parameters=count_parameters(model)))
     cli = dict(data=args.data, data_dir=None if args.data_dir is None else str(args.data_dir), model=args.model,
                image_size=args.image_size, augment=args.augment)
     try:
@@ -892,9 +948,10 @@ def _cli_train(args) -> int:
                         data={"name": args.data, "image_size": size, "channels": channels}, cli=cli)
     except KeyboardInterrupt:  # Ctrl-C: what is saved, and how to go on (as Lightning's graceful shutdown does)
         if info.is_main:
-            saved = (f"the finished epochs are safe in {args.out}/last.pt; to continue, run the same command with "
-                     "--resume" if (Path(args.out) / "last.pt").is_file() else "no epoch had finished, nothing saved")
-            print(f"interrupted: {saved}.", file=sys.stderr)
+            saved = (_("the finished epochs are safe in {out}/last.pt; to continue, run the same command with "
+                       "--resume").format(out=args.out) if (Path(args.out) / "last.pt").is_file()
+                     else _("no epoch had finished, nothing saved"))
+            print(_("interrupted: {saved}.").format(saved=saved), file=sys.stderr)
         return 130
     finally:
         cleanup(info)
@@ -902,8 +959,9 @@ def _cli_train(args) -> int:
         return 0
     print(history.table())
     best = history.best()
-    print(f"best test accuracy {best['val_acc']:.2%} at epoch {best['epoch']}; "
-          f"checkpoints in {args.out}/ (last.pt, best.pt)")
+    print(_("best test accuracy {accuracy:.2%} at epoch {epoch}; "
+            "checkpoints in {out}/ (last.pt, best.pt)").format(accuracy=best["val_acc"], epoch=best["epoch"],
+                                                               out=args.out))
     return 0
 
 
@@ -914,27 +972,35 @@ def _cli_evaluate(args) -> int:
     saved = checkpoint.get("data") or {}
     data = args.data or saved.get("name")
     if data is None:
-        raise ValueError("The checkpoint does not say which data it was trained on; pass --data.")
+        raise ValueError(_("The checkpoint does not say which data it was trained on; pass --data."))
     if args.model:
         model = build_model(args.model, saved.get("image_size"), saved.get("channels"), len(checkpoint.get("classes", [])) or None)
         load_checkpoint(args.checkpoint, model)
     else:
-        model, _ = load_model(args.checkpoint)
+        model, _checkpoint = load_model(args.checkpoint)
     size, channels = model.config.image_size, model.config.num_channels
-    _, test_set = load_datasets(data, size, args.data_dir, channels=channels if data == "digits" else None)
+    _train_set, test_set = load_datasets(data, size, args.data_dir, channels=channels if data == "digits" else None)
     got_channels, got_size = _data_shape(test_set)
     if (got_channels, got_size) != (channels, size):
-        raise ValueError(f"Checkpoint {args.checkpoint!r} expects {channels}x{size}x{size} images but --data {data} "
-                         f"gives {got_channels}x{got_size}x{got_size}; evaluate it on the data it was trained on.")
+        raise ValueError(_("Checkpoint {checkpoint!r} expects {channels}x{size}x{size} images but --data {data} "
+                           "gives {got_channels}x{got_size}x{got_size}; evaluate it on the data it was trained "
+                           "on.").format(checkpoint=args.checkpoint, channels=channels, size=size, data=data,
+                                         got_channels=got_channels, got_size=got_size))
     if len(_classes(test_set)) != model.config.num_classes:
-        raise ValueError(f"Checkpoint {args.checkpoint!r} predicts {model.config.num_classes} classes but --data "
-                         f"{data} has {len(_classes(test_set))}.")
+        raise ValueError(_("Checkpoint {checkpoint!r} predicts {num_classes} classes but --data "
+                           "{data} has {count}.").format(checkpoint=args.checkpoint,
+                                                         num_classes=model.config.num_classes, data=data,
+                                                         count=len(_classes(test_set))))
     result = evaluate(model, test_set, batch_size=args.batch_size)
     logits, labels = predict(model, test_set, batch_size=args.batch_size)
     errors = int((logits.argmax(1) != labels).sum())
-    print(f"{'checkpoint':<12} {args.checkpoint}\n{'data':<12} {data} (test split, {len(test_set)} images)\n"
-          f"{'epoch':<12} {checkpoint['epoch']}\n{'loss':<12} {result['loss']:.4f}\n"
-          f"{'accuracy':<12} {result['accuracy']:.2%} ({len(test_set) - errors}/{len(test_set)}, {errors} errors)")
+    rows = [(_("checkpoint"), f"{args.checkpoint}"),
+            (_("data"), _("{data} (test split, {count} images)").format(data=data, count=len(test_set))),
+            (_("epoch"), f"{checkpoint['epoch']}"),
+            (_("loss"), f"{result['loss']:.4f}"),
+            (_("accuracy"), _("{accuracy:.2%} ({right}/{total}, {errors} errors)").format(
+                accuracy=result["accuracy"], right=len(test_set) - errors, total=len(test_set), errors=errors))]
+    print("\n".join(f"{_pad(label, 12, '<')} {value}" for label, value in rows))
     return 0
 
 
@@ -953,7 +1019,7 @@ def _guarded(command):
         except OSError as error:  # FileNotFoundError, PermissionError, ENOSPC, ...
             where = f": {error.filename}" if error.filename else ""
             message = f"{error.strerror or error}{where}"
-        print(f"error: {' '.join(message.split())}", file=sys.stderr)
+        print(_("error: {message}").format(message=" ".join(message.split())), file=sys.stderr)
         return 2
 
     return run
@@ -966,44 +1032,46 @@ def add_cli(subparsers) -> None:
 
     models = [*MODEL_PRESETS, *PRESETS]
     p = subparsers.add_parser(
-        "train", help="train a ViT on digits, shapes, your own image folder or CIFAR-10",
-        description="Train a ViT and write checkpoints (last.pt every epoch, best.pt) to --out. "
-                    "Example: python -m vit_lesson train --data digits --model digits --epochs 30 --out runs/digits")
+        "train", help=_("train a ViT on digits, shapes, your own image folder or CIFAR-10"),
+        description=_("Train a ViT and write checkpoints (last.pt every epoch, best.pt) to --out. "
+                      "Example: python -m vit_lesson train --data digits --model digits --epochs 30 --out runs/digits"))
     p.add_argument("--data", choices=DATASETS,
-                   help="digits (scikit-learn, bundled), shapes (generated), folder (--data-dir root/class_x/xxx.png), "
-                        "cifar10 (downloads to --data-dir); default digits")
-    p.add_argument("--data-dir", help="image folder (for --data folder) or CIFAR-10 folder")
+                   help=_("digits (scikit-learn, bundled), shapes (generated), folder (--data-dir "
+                          "root/class_x/xxx.png), cifar10 (downloads to --data-dir); default digits"))
+    p.add_argument("--data-dir", help=_("image folder (for --data folder) or CIFAR-10 folder"))
     p.add_argument("--model", choices=models,
-                   help="model preset: digits/shapes (small, for CPU) or a paper preset; its image size, channels "
-                        "and classes are set from the data (default: digits)")
-    p.add_argument("--image-size", type=int, help="resize images to this (default: the preset's, or 32)")
+                   help=_("model preset: digits/shapes (small, for CPU) or a paper preset; its image size, channels "
+                          "and classes are set from the data (default: digits)"))
+    p.add_argument("--image-size", type=int, help=_("resize images to this (default: the preset's, or 32)"))
     d = CLI_TRAIN_DEFAULTS  # the defaults are applied later, so that --resume can tell what was given
-    p.add_argument("--epochs", type=int, help=f"default {d['epochs']}")
-    p.add_argument("--batch-size", type=int, help=f"default {d['batch_size']}")
-    p.add_argument("--lr", type=float, help=f"peak learning rate after warmup (default {d['lr']})")
-    p.add_argument("--weight-decay", type=float, help=f"default {d['weight_decay']}")
-    p.add_argument("--warmup-epochs", type=float, help=f"default {d['warmup_epochs']:g}")
-    p.add_argument("--label-smoothing", type=float, help=f"default {d['label_smoothing']}")
+    default = _("default {value}")
+    p.add_argument("--epochs", type=int, help=default.format(value=d["epochs"]))
+    p.add_argument("--batch-size", type=int, help=default.format(value=d["batch_size"]))
+    p.add_argument("--lr", type=float, help=_("peak learning rate after warmup (default {value})").format(value=d["lr"]))
+    p.add_argument("--weight-decay", type=float, help=default.format(value=d["weight_decay"]))
+    p.add_argument("--warmup-epochs", type=float, help=default.format(value=f"{d['warmup_epochs']:g}"))
+    p.add_argument("--label-smoothing", type=float, help=default.format(value=d["label_smoothing"]))
     p.add_argument("--augment", action=argparse.BooleanOptionalAction,
-                   help="light data augmentation on the training set (default: on; --no-augment to turn off)")
+                   help=_("light data augmentation on the training set (default: on; --no-augment to turn off)"))
     p.add_argument("--amp", action=argparse.BooleanOptionalAction,
-                   help="mixed precision (bfloat16 on CPU, float16 on CUDA; default off)")
-    p.add_argument("--seed", type=int, help=f"default {d['seed']}")
-    p.add_argument("--out", default="runs/latest", help="folder for last.pt and best.pt (default runs/latest)")
+                   help=_("mixed precision (bfloat16 on CPU, float16 on CUDA; default off)"))
+    p.add_argument("--seed", type=int, help=default.format(value=d["seed"]))
+    p.add_argument("--out", default="runs/latest", help=_("folder for last.pt and best.pt (default runs/latest)"))
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in OUT from last.pt, exactly: options left out are read from it")
-    p.add_argument("--overwrite", action="store_true", help="start a new run in an OUT that already holds one")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+                   help=_("continue the run in OUT from last.pt, exactly: options left out are read from it"))
+    p.add_argument("--overwrite", action="store_true", help=_("start a new run in an OUT that already holds one"))
+    p.add_argument("--no-progress", action="store_true", help=_("no progress bars"))
     p.set_defaults(func=_guarded(_cli_train))
 
     e = subparsers.add_parser(
-        "evaluate", help="evaluate a checkpoint on a test split",
-        description="Evaluate a checkpoint written by `train` on the test split of its data. "
-                    "Example: python -m vit_lesson evaluate --checkpoint runs/digits/best.pt --data digits")
-    e.add_argument("--checkpoint", required=True, help="path to a .pt file written by train")
-    e.add_argument("--data", choices=DATASETS, help="data set (default: the one the checkpoint was trained on)")
-    e.add_argument("--data-dir", help="image folder (for --data folder) or CIFAR-10 folder")
+        "evaluate", help=_("evaluate a checkpoint on a test split"),
+        description=_("Evaluate a checkpoint written by `train` on the test split of its data. "
+                      "Example: python -m vit_lesson evaluate --checkpoint runs/digits/best.pt --data digits"))
+    e.add_argument("--checkpoint", required=True, help=_("path to a .pt file written by train"))
+    e.add_argument("--data", choices=DATASETS, help=_("data set (default: the one the checkpoint was trained on)"))
+    e.add_argument("--data-dir", help=_("image folder (for --data folder) or CIFAR-10 folder"))
     e.add_argument("--model", choices=models,
-                   help="build this preset and load the weights into it (default: rebuild from the checkpoint's config)")
+                   help=_("build this preset and load the weights into it (default: rebuild from the checkpoint's "
+                          "config)"))
     e.add_argument("--batch-size", type=int, default=256)
     e.set_defaults(func=_guarded(_cli_evaluate))
