@@ -4,10 +4,15 @@ Colab opens one notebook, with nothing next to it, and its setup cell pip-instal
 the repository. This test does the same for the *learner version* of every notebook (the version a
 learner starts from: solutions replaced by ``raise NotImplementedError(hint)``):
 
-- one virtual environment for the module, ``--system-site-packages`` plus a ``.pth`` naming this
-  environment's site-packages (so torch etc. come from here, not from the internet), into which
-  the course is installed with ``pip install --no-deps`` from a copy of the repository (not
-  editable); ``import vit_lesson`` there must resolve to the venv's site-packages, not the repo;
+- one virtual environment for the module. In CI it is the clean one ``make test-wheel`` made:
+  no system packages, nothing but ``pip install "dist/<wheel>[notebooks]" ipykernel`` (the
+  README's install line, plus the kernel that Colab and Jupyter bring), passed as
+  ``VIT_LESSON_CLEAN_PYTHON`` (``make test CLEAN_PYTHON=build/wheel-venv/bin/python``), so a
+  dependency missing from the wheel's metadata fails here. Without it (a quick local run, no
+  network needed), a venv with ``--system-site-packages`` plus a ``.pth`` naming this
+  environment's site-packages, into which the course is installed with ``pip install --no-deps``
+  from a copy of the repository (not editable). Either way ``import vit_lesson`` there must
+  resolve to the venv's site-packages, not the repo;
 - each learner notebook is copied alone into an empty folder and executed there by a kernel on
   that venv's Python (a private kernel spec, nothing registered globally, ``PYTHONPATH`` unset);
 - it must run to the end without a crash or an error in any cell, and every exercise's check must
@@ -21,6 +26,8 @@ notebook is executed twice in CI: nbval on the solution, here on the learner ver
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,8 +74,18 @@ def run(*command, cwd) -> str:
 
 @pytest.fixture(scope="module")
 def colab_python(tmp_path_factory) -> Path:
-    """A venv's Python with the course pip-installed (not editable) from a copy of the repository."""
+    """A venv's Python with the course pip-installed (not editable): the clean wheel venv, or one made here."""
     root = tmp_path_factory.mktemp("colab")
+    clean = os.environ.get("VIT_LESSON_CLEAN_PYTHON")
+    if clean:
+        python = Path(clean)
+        config = (python.parent.parent / "pyvenv.cfg").read_text()
+        assert re.search(r"include-system-site-packages\s*=\s*false", config), f"{python} sees system packages"
+        site_packages = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=root))
+        assert not list(site_packages.glob("__editable__*")), f"{python} has an editable install"
+        where = Path(run(python, "-c", "import vit_lesson; print(vit_lesson.__file__)", cwd=root))
+        assert where.is_relative_to(site_packages) and not where.is_relative_to(REPO / "vit_lesson"), where
+        return python
     venv = root / "venv"
     run(sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv, cwd=root)
     python = venv_python(venv)

@@ -5,7 +5,7 @@
 Run with the Python of the environment to check. In a temporary empty folder (so nothing of the
 repository is importable) it runs ``vit-lesson --help``, ``vit-lesson train --data digits
 --epochs 1`` and ``vit-lesson evaluate`` on the checkpoint written, imports every module of the
-package, and, where the [teacher] extra is not installed, checks that ``vit-lesson learner`` fails
+package, and, where the [teacher] extra is not installed, checks that ``vit-lesson stamp`` fails
 with one line naming it. Prints what it ran with the seconds each took; exits 1 on a failure.
 """
 
@@ -50,9 +50,10 @@ def main() -> int:
         run(str(script), "train", "--data", "digits", "--epochs", "1", "--out", "run", "--no-progress", cwd=here)
         assert "accuracy" in run(str(script), "evaluate", "--checkpoint", "run/best.pt", cwd=here)
         if importlib.util.find_spec("nbformat") is None:
-            said = run(str(script), "learner", "--out", "learner", cwd=here, expect=1)
+            (here / "lesson.ipynb").write_text("{}")
+            said = run(str(script), "stamp", "lesson.ipynb", cwd=here, expect=1)
             if said.strip() != 'error: nbformat is not installed; it comes with the [teacher] extra: pip install "vit_lesson[teacher]"':
-                sys.exit(f"error: without nbformat, `vit-lesson learner` should say which extra to install, said:\n{said}")
+                sys.exit(f"error: without nbformat, `vit-lesson stamp` should say which extra to install, said:\n{said}")
         import vit_lesson
         for module in pkgutil.walk_packages(vit_lesson.__path__, "vit_lesson."):
             try:
