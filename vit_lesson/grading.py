@@ -89,7 +89,8 @@ _CHECK_LOCK = threading.Lock()  # grader-side checks seed torch's global RNG: on
 
 @dataclass
 class Run:
-    """How a notebook's run ended: ``status`` is ok / errors / crashed / timeout, ``detail`` says where."""
+    """How a notebook's run ended: ``status`` is ok / errors / crashed / timeout, ``detail`` says where;
+    ``seconds`` is the time of its cells (kernel start-up not counted)."""
 
     status: str
     detail: str = ""
@@ -292,7 +293,8 @@ class _Session:
                 run = Run(CRASHED, f"could not run: {type(error).__name__}: {error}"[:300])
             finally:
                 self.sandbox.close()
-        run.seconds = time.monotonic() - start
+        # the cells' time (what the limit counts), or the start-up's if no cell ran
+        run.seconds = time.monotonic() - (self.deadline - self.timeout if self.deadline is not None else start)
         if client.cut_in is not None:
             cell = self.nb.cells[client.cut_in]
             run.notes.append(f"output over {self.max_output // (1 << 20)} MiB, cut from "
@@ -643,6 +645,8 @@ def grade(submissions: str | Path, out: str | Path | None = "report", timeout: f
     for name in names:
         solution = Path(solutions) / f"{name}.ipynb" if solutions else None
         expected[name] = expected_exercises(solution) if solution and solution.is_file() else {}
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)  # exists, so the sandboxes can hide it
     hide = [submissions.resolve(), *([Path(solutions).resolve()] if solutions else []),
             *([Path(out).resolve()] if out else [])]
 
