@@ -435,6 +435,10 @@ def check_capstone(model, image_size: int = 16):
                           f"got {type(model).__name__}.")
 
     library = _library_classes(model)
+    if library and library[0].startswith("model is "):
+        raise CheckFailed(f"the {library[0].removeprefix('model is ')} given here is the course package's (or a "
+                          "library's) finished model, not yours. The capstone asks for your own classes from this "
+                          "notebook's exercises, built from plain torch layers.")
     if library:
         more = f" (and {len(library) - 3} more)" if len(library) > 3 else ""
         raise CheckFailed(f"the model is not built from your code: {'; '.join(library[:3])}{more}. The capstone "
