@@ -314,3 +314,53 @@ def test_check_post_placeholder_is_todo():
             super().__init__()
             raise NotImplementedError("Exercise not done yet")
     assert checks.check_post_attention(Todo).status == checks.TODO
+
+
+# --- issue 15: every correct answer accepted, inputs the learner mutates do not change the key ---------
+
+def _fixed_post(projection_style):
+    class Fixed(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            d = config.hidden_size
+            self.h = config.num_heads
+            self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+            if projection_style == "sequential":
+                self.proj = nn.Sequential(nn.Linear(d, d), nn.Dropout(0.1))
+            else:  # Hugging Face's layout: self.output.dense
+                self.output = nn.Module()
+                self.output.dense = nn.Linear(d, d)
+
+        def forward(self, x):
+            b, n, d = x.shape
+            split = lambda t: t.view(b, n, self.h, d // self.h).transpose(1, 2)  # noqa: E731
+            q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+            out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
+            return self.proj(out) if projection_style == "sequential" else self.output.dense(out)
+
+    return Fixed
+
+
+@pytest.mark.parametrize("style", ["sequential", "hugging face"])
+def test_post_attention_accepts_a_wrapped_or_nested_projection(style):
+    result = checks.check_post_attention(_fixed_post(style))
+    assert result, result.line
+
+
+def test_attention_checks_give_the_learner_copies():
+    def sdpa_then_scribble(q, k, v):
+        out = scaled_dot_product_attention(q, k, v)
+        q += 1
+        return out
+
+    def mha_then_scribble(x, qkv, proj, num_heads):
+        b, n, d = x.shape
+        q, k, v = qkv(x).reshape(b, n, 3, num_heads, d // num_heads).permute(2, 0, 3, 1, 4)
+        out = proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+        with torch.no_grad():
+            proj.weight.zero_()
+        x += 1
+        return out
+
+    assert checks.check_scaled_dot_product_attention(sdpa_then_scribble)
+    assert checks.check_multi_head_attention(mha_then_scribble)

@@ -166,3 +166,15 @@ def test_check_drop_path_placeholder():
         raise NotImplementedError("mask of shape [B, 1, 1] ...")
 
     assert checks.check_drop_path(placeholder).status == "todo"
+
+
+def test_block_forward_check_gives_the_learner_copies():
+    """Zeroing the MLP passed in must not turn a wrong block into the answer key (issue 15)."""
+    def wrong_and_scribbles(x, norm1, attn, norm2, mlp):
+        with torch.no_grad():
+            for p in mlp.parameters():
+                p.zero_()
+        return x + attn(norm1(x))
+
+    result = checks.check_block_forward(wrong_and_scribbles)
+    assert result.status == "fail", result.line

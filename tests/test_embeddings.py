@@ -236,3 +236,15 @@ def test_check_resize_names_mistakes(kind, words):
 
 def test_check_resize_placeholder_is_todo():
     assert checks.check_resize_position_embedding(_todo).status == checks.TODO
+
+
+def test_class_token_check_gives_the_learner_copies():
+    """A learner who adds into the tokens passed in (+=) cannot change the answer key (issue 15)."""
+    def wrong_and_scribbles(patch_tokens, cls_token, pos_embed):
+        cls = cls_token.expand(patch_tokens.shape[0], -1, -1)
+        out = torch.cat([cls, patch_tokens], dim=1)  # the position embeddings are missing
+        pos_embed.zero_()
+        return out
+
+    result = checks.check_add_class_token_and_positions(wrong_and_scribbles)
+    assert result.status == "fail", result.line

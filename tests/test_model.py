@@ -165,3 +165,20 @@ def test_check_classify():
         raise NotImplementedError("take the class token")
 
     assert checks.check_classify(placeholder).status == "todo"
+
+
+def test_classify_check_gives_the_learner_copies():
+    """A learner who rewrites the norm passed in cannot change the answer key (issue 15)."""
+    def skip_norm_and_scribble(tokens, norm, head):
+        with torch.no_grad():
+            norm.weight.fill_(1.0), norm.bias.zero_()
+        return head(tokens[:, 0])
+
+    result = checks.check_classify(skip_norm_and_scribble)
+    assert result.status == "fail", result.line
+
+
+def test_count_parameters_accepts_a_numpy_integer():
+    import numpy as np
+
+    assert checks.check_count_parameters(lambda config: np.int64(count_parameters(ViT(config))))

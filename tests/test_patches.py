@@ -148,3 +148,43 @@ def test_photos_are_bundled():
         assert photo.mode == "RGB" and min(photo.size) >= 256
     with pytest.raises(ValueError, match=r"Unknown photo 'dog'.*chelsea"):
         load_photo("dog")
+
+
+# --- issue 15: answers the checks must accept, and answers that must not change the key ----------------
+
+def test_num_patches_accepts_a_numpy_integer():
+    from vit_lesson import checks
+
+    assert checks.check_num_patches(lambda size, patch: np.int64((size // patch) ** 2))
+
+
+def test_patch_checks_give_the_learner_copies():
+    """A learner who writes into the inputs (images, the conv) cannot change the answer key."""
+    from vit_lesson import checks
+
+    def patchify_and_scribble(images, patch_size):
+        out = patchify(images, patch_size).clone()
+        images.zero_()
+        return out
+
+    def embed_and_scribble(images, conv):
+        out = conv(images).flatten(2).transpose(1, 2)
+        with torch.no_grad():
+            conv.weight.zero_()
+        return out
+
+    def wrong_linear_that_zeroes_the_conv(conv):
+        with torch.no_grad():
+            conv.weight.zero_(), conv.bias.zero_()
+        return nn.Linear(conv.weight[0].numel(), conv.weight.shape[0])
+
+    assert checks.check_patchify(patchify_and_scribble)
+    assert checks.check_embed_patches(embed_and_scribble)
+    assert checks.check_conv_to_linear(wrong_linear_that_zeroes_the_conv).status == "fail"
+
+
+def test_a_nan_answer_is_named_not_a_crash():
+    from vit_lesson import checks
+
+    result = checks.check_patchify(lambda images, p: patchify(images, p) * float("nan"))
+    assert result.status == "fail" and "NaN" in result.message and "could not check" not in result.message

@@ -8,6 +8,7 @@ names the mistake when the learner's answer matches one of them.
 
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -61,7 +62,7 @@ def check_scaled_dot_product_attention(attention):
     """
     for q, k, v in (_qkv(), _qkv(1, 2, 7, 16)):
         what = f"attention(q, k, v) with q, k, v of shape {fmt_shape(q.shape)}"
-        result = call(attention, q, k, v)
+        result = call(attention, q.clone(), k.clone(), v.clone())
         if isinstance(result, torch.Tensor):
             raise CheckFailed(f"{what} returned one tensor; return two: (out, weights). The notebook draws "
                               "the weights, and Attention(return_attention=True) hands them out.")
@@ -161,8 +162,8 @@ def check_multi_head_attention(multi_head_attention):
         qkv, proj = _layers(x.shape[-1])
         what = f"multi_head_attention(x {fmt_shape(x.shape)}, qkv, proj, num_heads={h})"
         with torch.no_grad():
-            got = expect_tensor(call(multi_head_attention, x, qkv, proj, h), what)
-        want, mistakes = _mha_variants(x, qkv, proj, h)
+            want, mistakes = _mha_variants(x, qkv, proj, h)  # the key first; the learner gets copies
+            got = expect_tensor(call(multi_head_attention, x.clone(), copy.deepcopy(qkv), copy.deepcopy(proj), h), what)
         if got.shape != want.shape:
             raise CheckFailed(f"{what} should return [B, N, D] = {fmt_shape(want.shape)}, got {fmt_shape(got.shape)}. "
                               "Merge the heads back: [B, H, N, d] -> transpose(1, 2) -> reshape(B, N, D).")
@@ -175,10 +176,14 @@ def check_multi_head_attention(multi_head_attention):
 
 def _find_projection(module: nn.Module, dim: int) -> nn.Linear | None:
     """The learner's output projection: a ``Linear(D, D)`` that is not query/key/value."""
-    extra = [m for name, m in module.named_children()
+    extra = [m for name, m in module.named_modules()  # also nested: Sequential(Linear, Dropout), output.dense
              if name not in ("query", "key", "value") and isinstance(m, nn.Linear)
              and m.in_features == dim and m.out_features == dim]
-    return extra[0] if len(extra) == 1 else None
+    if len(extra) != 1:
+        return None
+    holder = next((m for name, m in module.named_children() if name not in ("query", "key", "value")
+                   and any(sub is extra[0] for sub in m.modules())), extra[0])
+    return holder if isinstance(holder, nn.Sequential) else extra[0]  # Sequential(Linear, Dropout) as a whole
 
 
 def _post_reference(x, module, h, projection):
@@ -223,14 +228,15 @@ def check_post_attention(attention_class):
     # With as many tokens as heads the post's code runs (its final view happens to fit) — and is wrong.
     x_square = torch.randn(B, H, DIM)
     with torch.no_grad():
+        reference = _post_reference(x_square, module, H, projection)  # the key before the learner's code runs
         try:
-            got = expect_tensor(call(module, x_square), "forward(x)")
+            got = expect_tensor(call(module, x_square.clone()), "forward(x)")
         except LearnerError as error:
             if "math" in str(error):
                 raise CheckFailed("`math` is not defined: the post never imports it. Add `import math` at the "
                                   "top of the cell.") from None
             raise
-        merged, want, across = _post_reference(x_square, module, H, projection)
+        merged, want, across = reference
         post_out = across.permute(0, 2, 1, 3).reshape(B, H, DIM)  # the post's merge, N == H
         across_msg = ("attention ran across the heads, not across the tokens: after .view(B, N, H, d) the "
                       "tensors are [B, N, H, d], so q @ k^T gives weights [B, N, H, H] (head-to-head, inside each "
@@ -243,15 +249,16 @@ def check_post_attention(attention_class):
     x = torch.randn(B, N, DIM)
     what = f"forward(x) with x {fmt_shape(x.shape)}"
     with torch.no_grad():
+        reference = _post_reference(x, module, H, projection)
         try:
-            got = expect_tensor(call(module, x), what)
+            got = expect_tensor(call(module, x.clone()), what)
         except LearnerError as error:
             if "invalid for input of size" in str(error):
                 raise CheckFailed(f"{str(error).rstrip('.')}. With {N} tokens and {H} heads the post's final view fails: the "
                                   "context is [B, N, H, d], not [B, H, N, d], because the heads were never "
                                   "transposed in front of the tokens. Add .transpose(1, 2) after each view.") from None
             raise
-        merged, want, across = _post_reference(x, module, H, projection)
+        merged, want, across = reference
     if got.shape != (B, N, DIM):
         raise CheckFailed(f"{what} should return [B, N, D] = {fmt_shape((B, N, DIM))}, got {fmt_shape(got.shape)}.")
     if torch.allclose(got, merged, atol=1e-4):

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -39,10 +41,10 @@ def check_block_forward(block_forward):
     norm1, attn, norm2, mlp = _block_parts()
     x = torch.randn(2, 5, 16) * 3 + 1  # not already normalised, so LN(x) != x
     with torch.no_grad():
-        got = call(block_forward, x.clone(), norm1, attn, norm2, mlp)
-        expect_tensor(got, "block_forward(x, ...)", shape=x.shape)
-        h = x + attn(norm1(x))
+        h = x + attn(norm1(x))  # the key first; the learner gets copies of x and of the layers
         want = h + mlp(norm2(h))
+        got = call(block_forward, x.clone(), *(copy.deepcopy(m) for m in (norm1, attn, norm2, mlp)))
+        expect_tensor(got, "block_forward(x, ...)", shape=x.shape)
         post1 = norm1(x + attn(x))
         n1 = norm1(x)
         stream_normed = n1 + attn(n1)

@@ -201,6 +201,11 @@ def expect_close(got: torch.Tensor, want: torch.Tensor, what: str, wrong_variant
             raise CheckFailed(explanation)
     if got.shape != want.shape:
         raise CheckFailed(f"{what} should have shape {fmt_shape(want.shape)}, got {fmt_shape(got.shape)}.")
+    bad = ~torch.isfinite(got) & torch.isfinite(want.float())
+    if bad.any():
+        index = [int(i) for i in torch.nonzero(bad)[0]]
+        raise CheckFailed(f"{what} contains NaN or inf ({int(bad.sum())} of {got.numel()} numbers, the first at index "
+                          f"{index}): look for a division by zero, a log of zero or an uninitialised tensor.")
     if not torch.allclose(got, want.float(), atol=atol, rtol=rtol):
         diff = (got - want.float()).abs()
         index = tuple(int(i) for i in torch.nonzero(diff == diff.max())[0])

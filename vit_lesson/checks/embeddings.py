@@ -53,7 +53,7 @@ def check_add_class_token_and_positions(add_class_token_and_positions):
         what = (f"add_class_token_and_positions(patch_tokens {fmt_shape(tokens.shape)}, cls_token "
                 f"{fmt_shape(cls_token.shape)}, pos_embed {fmt_shape(pos_embed.shape)})")
         try:
-            got = expect_tensor(call(add_class_token_and_positions, tokens, cls_token, pos_embed), what)
+            got = expect_tensor(call(add_class_token_and_positions, tokens.clone(), cls_token.clone(), pos_embed.clone()), what)
         except LearnerError as error:
             if "Sizes of tensors must match" in str(error) or "Expected size" in str(error):
                 raise CheckFailed(f"{str(error).rstrip('.')}. The class token is [1, 1, D] but the batch has B = {b} images: "

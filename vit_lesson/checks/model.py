@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import numbers
 
 import torch
@@ -106,9 +107,9 @@ def check_classify(classify):
     with torch.no_grad():
         nn.init.normal_(norm.weight, 1.0, 0.5), nn.init.normal_(norm.bias, 0.0, 0.5)
         tokens = torch.randn(3, 10, D) * 2 + 0.5
-        got = call(classify, tokens.clone(), norm, head)
+        want = head(norm(tokens)[:, 0])  # the key first; the learner gets copies
+        got = call(classify, tokens.clone(), copy.deepcopy(norm), copy.deepcopy(head))
         got = expect_tensor(got, "classify(tokens, norm, head)")
-        want = head(norm(tokens)[:, 0])
         if got.shape == (3, 10, K):
             raise CheckFailed("the head ran on every token ([B, N+1, classes]); ViT classifies from the "
                               "class token alone: take tokens[:, 0] (position 0) before the head.")

@@ -9,6 +9,9 @@ known-wrong variant.
 
 from __future__ import annotations
 
+import copy
+import numbers
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -43,7 +46,7 @@ def check_num_patches(num_patches):
         got = call(num_patches, size, patch)
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.item()
-        if not isinstance(got, (int, float)) or isinstance(got, bool):
+        if not isinstance(got, numbers.Real) or isinstance(got, bool):  # numpy.int64 too
             raise CheckFailed(f"num_patches({size}, {patch}) should return a number, got {type(got).__name__}.")
         want, side = (size // patch) ** 2, size // patch
         if got == want:
@@ -100,7 +103,7 @@ def check_patchify(patchify):
     """
     images = _images()
     what = f"patchify(images {fmt_shape(images.shape)}, patch_size={P})"
-    got = expect_tensor(call(patchify, images, P), what)
+    got = expect_tensor(call(patchify, images.clone(), P), what)  # a copy: its answer cannot change the key
     shape = tuple(got.shape)
     if shape == (B, PATCH_DIM, N):
         raise CheckFailed(f"your tensor is [B, C*P*P, N] = {fmt_shape(shape)}: the patches run along the last "
@@ -126,7 +129,7 @@ def check_patchify(patchify):
     else:
         expect_close(got, reference_patchify(images, P), "your output", wrong_variants=_patchify_mistakes(images, P))
     big = _images(1, 3, 224, 224)
-    got = expect_tensor(call(patchify, big, 16), "patchify(images [1, 3, 224, 224], 16)")
+    got = expect_tensor(call(patchify, big.clone(), 16), "patchify(images [1, 3, 224, 224], 16)")
     if tuple(got.shape) != (1, 196, 768) or not (torch.allclose(got, reference_patchify(big, 16))
                                                   or torch.allclose(got, _pixel_first(big, 16))):
         raise CheckFailed(f"correct on [2, 3, 8, 12] with patch 4, but [1, 3, 224, 224] with patch 16 gave "
@@ -149,7 +152,7 @@ def check_embed_patches(embed_patches):
     images = _images()
     with torch.no_grad():
         grid = conv(images)  # [B, D, h, w]
-        got = expect_tensor(call(embed_patches, images, conv), "embed_patches(images, conv)")
+        got = expect_tensor(call(embed_patches, images.clone(), copy.deepcopy(conv)), "embed_patches(images, conv)")
     want = grid.flatten(2).transpose(1, 2)
     shape, bdn = tuple(got.shape), (B, EMBED_DIM, N)
     if shape == bdn:
@@ -188,7 +191,9 @@ def check_conv_to_linear(conv_to_linear):
     """``conv_to_linear(conv) -> nn.Linear`` with ``linear(patchify(x, P)) == conv tokens``."""
     conv = nn.Conv2d(C, EMBED_DIM, kernel_size=P, stride=P)
     images = _images()
-    linear = call(conv_to_linear, conv)
+    with torch.no_grad():  # the answer key first, from the check's own copy of the conv
+        want = conv(images).flatten(2).transpose(1, 2)
+    linear = call(conv_to_linear, copy.deepcopy(conv))
     if not isinstance(linear, nn.Linear):
         raise CheckFailed(f"conv_to_linear should return an nn.Linear, got {type(linear).__name__}.")
     weight = tuple(linear.weight.shape)
@@ -201,8 +206,7 @@ def check_conv_to_linear(conv_to_linear):
                           f"[{EMBED_DIM}, {PATCH_DIM}], got {fmt_shape(weight)}.")
     patches = reference_patchify(images, P)
     with torch.no_grad():
-        got = expect_tensor(call(linear, patches), "linear(patchify(images, 4))")
-        want = conv(images).flatten(2).transpose(1, 2)
+        got = expect_tensor(call(linear, patches.clone()), "linear(patchify(images, 4))")
         kernel = conv.weight
         mistakes = {
             "the bias is missing: copy conv.bias into linear.bias too.": want - conv.bias,
