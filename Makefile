@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8888
 
-.PHONY: setup lab test test-portable dist test-wheel test-floor notebooks learner grade benchmarks clean
+.PHONY: setup lab test test-portable dist test-wheel floor-venv test-floor notebooks learner grade benchmarks clean
 
 setup: $(STAMP)
 
@@ -62,10 +62,12 @@ FLOOR_TESTS ?= tests/test_patches.py tests/test_embeddings.py tests/test_attenti
   tests/test_cli.py tests/test_distributed.py tests/test_distill.py tests/test_hybrid.py tests/test_visualize.py \
   tests/test_checks_catalogue.py tests/test_grading.py tests/test_packaging.py
 FLOOR_DESELECT ?= tests/test_train_faults.py::test_a_malicious_pickle_is_refused_in_one_line_and_never_runs
-test-floor: dist  ## the unit tests and the CLI on the oldest torch, torchvision, ... that pyproject.toml allows
+floor-venv: dist  ## only install the floors into $(FLOOR_VENV) (CI does it in the background, during make test)
 	rm -rf $(FLOOR_VENV)
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -m pip install --quiet -c constraints-floor.txt "$$(ls dist/*.whl)[notebooks,teacher]" pytest
+
+test-floor: floor-venv  ## the unit tests and the CLI on the oldest torch, torchvision, ... that pyproject.toml allows
 	$(FLOOR_VENV)/bin/python tools/smoke_install.py
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(FLOOR_VENV)/bin/pytest -p no:cacheprovider -o addopts=-ra -q \
 	  $(FLOOR_TESTS) $(foreach test,$(FLOOR_DESELECT),--deselect $(test)) $(PYTEST_ARGS)
