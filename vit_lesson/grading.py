@@ -867,3 +867,6 @@ def add_cli(subparsers) -> None:
         return 0
 
     parser.set_defaults(func=run)
+    from .nbgrader_stamp import add_cli as add_nbgrader_cli
+
+    add_nbgrader_cli(subparsers)  # `python -m vit_lesson nbgrader-stamp`
