@@ -54,13 +54,14 @@ test-wheel: dist  ## install dist/*.whl in a clean venv; vit-lesson --help, trai
 	$(WHEEL_VENV)/bin/python -m pip install --quiet -c constraints.txt "$$(ls dist/*.whl)[notebooks]" ipykernel
 
 # The floors: the lowest versions pyproject.toml allows (constraints-floor.txt), in a venv of their own;
-# the unit tests (not the notebooks) and the CLI. Deselected until vit_lesson/train.py names the class
-# in torch 2.3's "Unsupported class os.makedirs" (issue 14): the malicious-pickle message test.
+# the unit tests (not the notebooks; not test_grading.py, the slowest, whose nbclient/ipykernel floors passed it
+# by hand, see issue 14) and the CLI. Deselected until vit_lesson/train.py names the class in torch 2.3's
+# "Unsupported class os.makedirs" (issue 14): the malicious-pickle message test.
 FLOOR_VENV ?= build/floor-venv
 FLOOR_TESTS ?= tests/test_patches.py tests/test_embeddings.py tests/test_attention.py tests/test_block.py \
   tests/test_model.py tests/test_convert.py tests/test_data.py tests/test_train.py tests/test_train_faults.py \
   tests/test_cli.py tests/test_distributed.py tests/test_distill.py tests/test_hybrid.py tests/test_visualize.py \
-  tests/test_checks_catalogue.py tests/test_grading.py tests/test_packaging.py
+  tests/test_checks_catalogue.py tests/test_packaging.py
 FLOOR_DESELECT ?= tests/test_train_faults.py::test_a_malicious_pickle_is_refused_in_one_line_and_never_runs
 floor-venv: dist  ## only install the floors into $(FLOOR_VENV) (CI does it in the background, during make test)
 	rm -rf $(FLOOR_VENV)
