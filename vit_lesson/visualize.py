@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+DPI = 100  # every figure of this module: readable text, >= 400 px wide
+
 __all__ = [
     "stack_attentions", "grid_side", "fuse_heads", "cls_attention", "cls_attention_map", "rollout",
     "rollout_map", "attention_maps", "upsample_map", "to_image", "show_attention", "mask_to_grid",
@@ -249,12 +251,12 @@ def show_attention(image: torch.Tensor, attention_map: torch.Tensor, ax=None, al
     heat = upsample_map(attention_map.detach().cpu(), picture.shape[:2], mode)
     heat = (heat - heat.min()) / (heat.max() - heat.min()).clamp_min(1e-12)
     if ax is None:
-        ax = Figure(figsize=(3, 3), dpi=72).subplots()
+        ax = Figure(figsize=(3, 3), dpi=DPI).subplots()
     ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1)
     ax.imshow(heat.numpy(), cmap=cmap, alpha=alpha)
     ax.set_axis_off()
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title)
     return ax
 
 
@@ -381,13 +383,45 @@ def patch_filters(weight: torch.Tensor, n: int = 28, pca: bool = True) -> torch.
 
 def _grid_figure(count: int, columns: int, cell: float = 0.45, title: str | None = None):
     rows = math.ceil(count / columns)
-    fig = Figure(figsize=(min(columns * cell, 8), min(rows * cell + (0.4 if title else 0), 8)), dpi=72)
+    width = max(min(columns * cell, 8), 4.5)  # at least 450 px at 100 dpi
+    fig = Figure(figsize=(width, min(rows * width / columns + (0.4 if title else 0), 8)), dpi=DPI)
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title)
     return fig, axes.flat
+
+
+def _similarity_mosaic(similarity: torch.Tensor) -> np.ndarray:
+    """``[N, N]`` similarities -> one ``g(g+1)-1`` square image: tile ``(r, c)`` is patch ``(r, c)``'s
+    similarity to every patch, laid out on the grid; one blank (NaN) pixel between tiles."""
+    g = grid_side(similarity.shape[0], 0)
+    size = g * (g + 1) - 1
+    mosaic = np.full((size, size), np.nan, dtype=np.float32)
+    tiles = similarity.detach().float().reshape(g, g, g, g).cpu().numpy()
+    for r in range(g):
+        for c in range(g):
+            mosaic[r * (g + 1):r * (g + 1) + g, c * (g + 1):c * (g + 1) + g] = tiles[r, c]
+    return mosaic
+
+
+def _draw_position_similarity(ax, similarity: torch.Tensor, colorbar: bool = True):
+    """Figure 7 (centre) on one axes: tile (row r, column c) shows patch (r, c)'s cosine similarity
+    to all patches; a colorbar from -1 to 1, ticks at the tiles' rows and columns (1-based, as the paper)."""
+    g = grid_side(similarity.shape[0], 0)
+    image = ax.imshow(_similarity_mosaic(similarity), cmap="viridis", vmin=-1, vmax=1, interpolation="nearest")
+    centres = [k * (g + 1) + (g - 1) / 2 for k in range(g)]
+    ax.set_xticks(centres, [str(k + 1) for k in range(g)])
+    ax.set_yticks(centres, [str(k + 1) for k in range(g)])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_xlabel("input patch column")
+    ax.set_ylabel("input patch row")
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, label="cosine similarity", shrink=0.9, ticks=[-1, 0, 1])
+    return image
 
 
 def plot_patch_filters(model, n: int = 28, pca: bool = True, columns: int = 7) -> Figure:
@@ -404,17 +438,15 @@ def plot_patch_filters(model, n: int = 28, pca: bool = True, columns: int = 7) -
 def plot_position_similarity(model, num_prefix_tokens: int = 1) -> Figure:
     """Figure 7 (centre): for each patch, the cosine similarity of its position embedding to all others.
 
-    One small ``g x g`` map per patch, placed at that patch's position in the grid. Learned
-    position embeddings that encode 2D position show a bright spot at the patch's own place,
-    with row and column structure around it.
+    One ``g x g`` tile per patch, placed at that patch's position in the grid, with a colorbar.
+    Learned position embeddings that encode 2D position show a bright spot at the patch's own
+    place, with row and column structure around it.
     """
     similarity = position_similarity(model.pos_embed, num_prefix_tokens)  # [N, N]
-    g = grid_side(similarity.shape[0], 0)
-    fig, axes = _grid_figure(g * g, g, cell=min(0.5, 7.5 / g),
-                             title="Position embedding similarity")
-    for ax, row in zip(axes, similarity):
-        ax.imshow(row.reshape(g, g).numpy(), cmap="viridis", vmin=-1, vmax=1)
-    fig.subplots_adjust(wspace=0.08, hspace=0.08)
+    fig = Figure(figsize=(5, 4.2), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    _draw_position_similarity(ax, similarity)
+    ax.set_title("Position embedding similarity")
     return fig
 
 
@@ -422,7 +454,7 @@ def plot_attention_distance(distances: torch.Tensor, image_size: int | None = No
                             label: str | None = None, ax=None):
     """Figure 7 (right): mean attention distance ``[L, H]`` (pixels) of every head against depth."""
     if ax is None:
-        ax = Figure(figsize=(4, 3), dpi=72).subplots()
+        ax = Figure(figsize=(4.5, 3.2), dpi=DPI, layout="constrained").subplots()
     L, H = distances.shape
     depth = torch.arange(L).repeat_interleave(H).float()
     jitter = (torch.arange(H).float() / max(H - 1, 1) - 0.5) * 0.3
@@ -433,7 +465,7 @@ def plot_attention_distance(distances: torch.Tensor, image_size: int | None = No
     if image_size is not None:
         ax.set_ylim(0, image_size * 0.75)
     if label:
-        ax.legend(fontsize=8)
+        ax.legend()
     return ax.figure
 
 
@@ -443,23 +475,18 @@ def figure7(model, images: torch.Tensor) -> Figure:
     with torch.no_grad():
         attentions = model(images, output_attentions=True).attentions
     config = model.config
-    fig = Figure(figsize=(8, 2.9), dpi=72)
-    left, centre, right = fig.subfigures(1, 3, width_ratios=[1, 1, 1.2])
+    fig = Figure(figsize=(10, 3.6), dpi=DPI, layout="constrained")
+    left, centre, right = fig.subfigures(1, 3, width_ratios=[0.8, 1.2, 1.1])
     filters = patch_filters(model.patch_embed.proj.weight, 16)
     for ax, image in zip(left.subplots(4, 4).flat, filters):
         ax.imshow(to_image(image), cmap="gray" if image.shape[0] == 1 else None, vmin=0, vmax=1)
         ax.set_axis_off()
-    left.suptitle("patch embedding PCs", fontsize=9)
-    similarity = position_similarity(model.pos_embed)
-    g = config.grid_size
-    for ax, row in zip(centre.subplots(g, g, gridspec_kw=dict(wspace=0.05, hspace=0.05)).flat, similarity):
-        ax.imshow(row.reshape(g, g).numpy(), cmap="viridis", vmin=-1, vmax=1)
-        ax.set_axis_off()
-    centre.suptitle("position embedding similarity", fontsize=9)
+    left.suptitle("patch embedding PCs")
+    _draw_position_similarity(centre.subplots(), position_similarity(model.pos_embed))
+    centre.suptitle("position embedding similarity")
     plot_attention_distance(attention_distance(attentions, config.patch_size), config.image_size,
                             ax=right.subplots())
-    right.subplots_adjust(bottom=0.2, left=0.22, top=0.85)
-    right.suptitle("mean attention distance", fontsize=9)
+    right.suptitle("mean attention distance")
     return fig
 
 
@@ -503,7 +530,7 @@ class AttentionExplorer(widgets.VBox):
                                      description="head", style=style)
         self.method = widgets.ToggleButtons(options=["raw", "rollout"], value="raw", description="method")
         self.output = widgets.Output()
-        self.figure = Figure(figsize=(7.5, 2.6), dpi=72)
+        self.figure = Figure(figsize=(8, 3), dpi=DPI, layout="constrained")
         super().__init__([widgets.HBox([self.image, self.layer, self.head]), self.method, self.output])
         for control in (self.image, self.layer, self.head, self.method):
             control.observe(lambda change: self.draw(), names="value")
@@ -522,13 +549,13 @@ class AttentionExplorer(widgets.VBox):
         axes = fig.subplots(1, 3)
         picture = to_image(self.pictures[i])
         axes[0].imshow(picture, cmap="gray" if picture.ndim == 2 else None)
-        axes[0].set_title(f"label {self._name(self.labels[i])}, predicted {self._name(self.predictions[i])}",
-                          fontsize=9)
+        axes[0].set_title(f"label {self._name(self.labels[i])}\npredicted {self._name(self.predictions[i])}")
         axes[0].set_axis_off()
-        axes[1].imshow(maps.numpy(), cmap="inferno")
-        axes[1].set_title(f"{method}, layer {layer}, head {head} ({maps.shape[0]}x{maps.shape[1]})", fontsize=9)
+        image = axes[1].imshow(maps.numpy(), cmap="inferno", vmin=0)
+        axes[1].set_title(f"{method}, layer {layer}, head {head}\n{maps.shape[0]}x{maps.shape[1]} patch grid")
         axes[1].set_axis_off()
-        show_attention(self.pictures[i], maps, ax=axes[2], title="upsampled overlay")
+        fig.colorbar(image, ax=axes[1], label="attention weight", shrink=0.8)
+        show_attention(self.pictures[i], maps, ax=axes[2], title="upsampled,\nover the image")
         from IPython import get_ipython
 
         if get_ipython() is not None:  # in a notebook: show it in the panel's output area

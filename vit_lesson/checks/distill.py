@@ -36,18 +36,15 @@ def _distillation_variants(s, t, y, alpha, T):
         "and it shrinks like 1/T² as T grows. Hinton et al. multiply the KL by T² to keep the "
         "teacher's signal the same size at any temperature.": kl,
         f"the soft term is multiplied by T, not T² (T={T:g}).": T * kl,
-        "KL's input must be the student's LOG-probabilities: F.kl_div(input, target) computes "
-        "target * (log target - input), so input = F.log_softmax(student / T), not F.softmax.":
+        "KL's input must be the student's LOG-probabilities, not its probabilities: F.kl_div(input, "
+        "target) computes target * (log target - input).":
             T ** 2 * F.kl_div(ps, pt, reduction="batchmean"),
-        "the target of F.kl_div must be the teacher's probabilities (F.softmax(teacher / T)), not "
-        "log-probabilities (unless you pass log_target=True).": T ** 2 * F.kl_div(log_ps, log_pt, reduction="batchmean"),
+        "the target of F.kl_div must be the teacher's probabilities, not its log-probabilities "
+        "(unless you pass log_target=True).": T ** 2 * F.kl_div(log_ps, log_pt, reduction="batchmean"),
         "the KL arguments are swapped: you computed KL(student ‖ teacher). The student's "
-        "log-probabilities are the input and the teacher's probabilities the target: "
-        "F.kl_div(F.log_softmax(student / T), F.softmax(teacher / T)).": T ** 2 * _kl(log_pt, ps),
-        f"the temperature divides only the student's logits; the teacher's must be softened too "
-        f"(F.softmax(teacher_logits / T)).": T ** 2 * _kl(log_ps, F.softmax(t, -1)),
-        f"the temperature divides only the teacher's logits; the student's must be softened too "
-        f"(F.log_softmax(student_logits / T)).": T ** 2 * _kl(F.log_softmax(s, -1), pt),
+        "log-probabilities are the input and the teacher's probabilities the target.": T ** 2 * _kl(log_pt, ps),
+        "the temperature divides only the student's logits; the teacher's must be softened too.": T ** 2 * _kl(log_ps, F.softmax(t, -1)),
+        "the temperature divides only the teacher's logits; the student's must be softened too.": T ** 2 * _kl(F.log_softmax(s, -1), pt),
         f"reduction='mean' averages over all B x K = {B * K} numbers, which divides the KL by the "
         f"number of classes K = {K}; the KL divergence is a sum over classes, so use "
         "reduction='batchmean' (sum over classes, mean over the batch).": T ** 2 * kl / K,
@@ -67,7 +64,32 @@ def _distillation_variants(s, t, y, alpha, T):
     return right, wrong
 
 
-@exercise("8.1", "distillation loss")
+HINTS_8_1 = (
+    "soften the student's and the teacher's logits with the same temperature, measure how far the student's "
+    "softened distribution is from the teacher's, and scale that term so that its pull does not fade as the "
+    "temperature grows.",
+    "The soft term is a KL divergence, one per example, averaged over the batch. PyTorch's KL takes the "
+    "student's LOG-probabilities as its input and the teacher's probabilities as its target (reduction "
+    "'batchmean'). Use the temperature argument, multiply the KL by T squared, and mix it with the plain "
+    "cross-entropy on the labels: alpha for the labels, 1 - alpha for the teacher.",
+    "T = temperature\n"
+    "soft = F.kl_div(F.log_softmax(student_logits / T, dim=-1), F.softmax(teacher_logits / T, dim=-1),\n"
+    "                reduction=\"batchmean\")\n"
+    "return alpha * F.cross_entropy(student_logits, labels) + (1 - alpha) * T ** 2 * soft",
+)
+
+HINTS_8_2 = (
+    "turn the teacher's logits into a label, its most likely class, and use it as a second target beside the "
+    "true label, weighted 1 - alpha.",
+    "The teacher's label for each image is the index of its largest logit. The loss is two ordinary "
+    "cross-entropies of the student's logits, one with the true labels (weight alpha) and one with the "
+    "teacher's labels (weight 1 - alpha); no temperature, no softmax of the teacher.",
+    "teacher_labels = teacher_logits.argmax(dim=-1)\n"
+    "return alpha * F.cross_entropy(student_logits, labels) + (1 - alpha) * F.cross_entropy(student_logits, teacher_labels)",
+)
+
+
+@exercise("8.1", "distillation loss", hints=HINTS_8_1)
 def check_distillation_loss(distillation_loss):
     """``distillation_loss(student_logits, teacher_logits, labels, alpha, temperature) -> scalar``."""
     for seed, (alpha, T) in enumerate(((0.3, 4.0), (0.8, 2.0))):
@@ -91,7 +113,7 @@ def check_distillation_loss(distillation_loss):
             "(0.3, 4) and (0.8, 2).")
 
 
-@exercise("8.2", "hard distillation loss")
+@exercise("8.2", "hard distillation loss", hints=HINTS_8_2)
 def check_hard_distillation_loss(hard_distillation_loss):
     """``hard_distillation_loss(student_logits, teacher_logits, labels, alpha) -> scalar``."""
     for seed, alpha in enumerate((0.5, 0.2)):
@@ -104,7 +126,7 @@ def check_hard_distillation_loss(hard_distillation_loss):
         pt = F.softmax(t, -1)
         wrong = {
             "the teacher's term uses its probabilities (a soft target); hard distillation uses its "
-            "decision, teacher_logits.argmax(dim=-1), as an ordinary class label.":
+            "decision, its top class, as an ordinary class label.":
                 alpha * ce + (1 - alpha) * -(pt * F.log_softmax(s, -1)).sum(-1).mean(),
             f"alpha and 1 - alpha are swapped: alpha (here {alpha:g}) weighs the true labels.":
                 (1 - alpha) * ce + alpha * ce_teacher,

@@ -20,7 +20,18 @@ def _reference_stem(resnet: nn.Module, x: torch.Tensor, stages: int, relu=True, 
     return x
 
 
-@exercise("9.1", "resnet_stem")
+HINTS_9_1 = (
+    "keep the ResNet's own modules, in their order, up to the last stage you want, and leave out the pooling "
+    "and the classifier at the end.",
+    "The modules are attributes of the ResNet named conv1, bn1, relu, maxpool, layer1, layer2, ... (getattr "
+    "fetches one by its name). Chain the ones you keep into one module with nn.Sequential; the stage count "
+    "says where to stop.",
+    "names = [\"conv1\", \"bn1\", \"relu\", \"maxpool\"] + [f\"layer{i}\" for i in range(1, stages + 1)]\n"
+    "return nn.Sequential(*[getattr(resnet, name) for name in names])",
+)
+
+
+@exercise("9.1", "resnet_stem", hints=HINTS_9_1)
 def check_resnet_stem(resnet_stem):
     """``resnet_stem(resnet, stages) -> nn.Module`` mapping ``[B, 3, H, W]`` to the feature map after ``layer{stages}``."""
     import torchvision

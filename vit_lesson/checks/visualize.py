@@ -25,7 +25,17 @@ def _reference_map(attentions, layer: int, grid: int) -> torch.Tensor:
     return attentions[layer].mean(dim=1)[:, 0, 1:].reshape(-1, grid, grid)
 
 
-@exercise("7.1", "cls_attention_map")
+HINTS_7_1 = (
+    "which row holds the class token as the query, and which of its entries are patches? One map for all heads, "
+    "laid out row by row.",
+    "Average over the head axis first. Then take the class token's row (the query is token 0) and leave out its "
+    "first entry, the class token's attention to itself: N numbers, one per patch, which a reshape lays out on "
+    "the grid x grid grid (patches are numbered row by row).",
+    "return attentions[layer].mean(dim=1)[:, 0, 1:].reshape(-1, grid, grid)",
+)
+
+
+@exercise("7.1", "cls_attention_map", hints=HINTS_7_1)
 def check_cls_attention_map(cls_attention_map):
     """``cls_attention_map(attentions, layer, grid) -> [B, grid, grid]``."""
     grid = 3
@@ -38,25 +48,25 @@ def check_cls_attention_map(cls_attention_map):
             if f"of size {B * T}" in str(error):
                 raise CheckFailed(
                     f"row 0 has {T} entries (N + 1): the first is the class token's attention to itself, "
-                    f"which has no place on the {grid}x{grid} grid. Drop it: [:, 0, 1:]."
+                    f"which has no place on the {grid}x{grid} grid. Leave that first entry out."
                 ) from None
             raise
         expect_tensor(got, "the map")
         if tuple(got.shape) in ((B, H, grid, grid), (B * H, grid, grid)):
-            raise CheckFailed(f"the map has shape {list(got.shape)}: one per head. Average the heads "
-                              "first (attention.mean(dim=1)) to get one [B, grid, grid] map.")
+            raise CheckFailed(f"the map has shape {list(got.shape)}: one per head. Average over the "
+                              "head axis first, to get one [B, grid, grid] map.")
         fused = attentions[layer].mean(dim=1)  # [B, T, T]
         want = _reference_map(attentions, layer, grid)
         wrong = {
             "this is column 0 (how much each patch attends TO the class token); the map needs row 0 "
-            "(how much the class token attends to each patch): [:, 0, 1:], not [:, 1:, 0].":
+            "(how much the class token attends to each patch).":
                 fused[:, 1:, 0].reshape(B, grid, grid),
             "the map is transposed: patches are numbered row by row (left to right, then top to "
             "bottom), so reshape(B, grid, grid) directly, without a transpose or a column-major order.":
                 want.transpose(-1, -2),
-            "these are head 0's weights only: average over all heads (dim=1) instead.":
+            "these are head 0's weights only: average over all heads instead.":
                 attentions[layer][:, 0, 0, 1:].reshape(B, grid, grid),
-            "the heads were summed: average them (mean over dim=1) so the map stays a share of attention.":
+            "the heads were summed: average them, so the map stays a share of attention.":
                 want * H,
             "the map was renormalised to sum to 1 over the patches; keep the raw weights "
             "(row 0 without its first entry).":
@@ -64,7 +74,7 @@ def check_cls_attention_map(cls_attention_map):
         }
         for other in range(len(attentions)):
             if other != layer % len(attentions):
-                wrong[f"this is layer {other}'s map but layer={layer} was asked for: use attentions[layer]."] = \
+                wrong[f"this is layer {other}'s map but layer={layer} was asked for."] = \
                     _reference_map(attentions, other, grid)
         expect_close(got, want, f"the map of layer {layer}", wrong_variants=wrong)
     return f"row 0 of the layer, without the class token's own column, heads averaged, on the {grid}x{grid} grid."
@@ -82,7 +92,24 @@ def _reference_rollout(attentions, residual: bool = True, renormalise: bool = Tr
     return result
 
 
-@exercise("7.2", "rollout")
+HINTS_7_2 = (
+    "per layer fuse the heads, account for the residual path, keep each row summing to 1; the later layer "
+    "multiplies from the left.",
+    "Start from the identity matrix (one [T, T] per image). For each layer, in order: average the heads, add the "
+    "identity (the residual keeps a token's own state), divide each row by its sum, and multiply that matrix "
+    "onto the running product from the left.",
+    "B, _, T, _ = attentions[0].shape\n"
+    "eye = torch.eye(T)\n"
+    "result = eye.expand(B, T, T)\n"
+    "for attention in attentions:\n"
+    "    a = attention.mean(dim=1) + eye\n"
+    "    a = a / a.sum(dim=-1, keepdim=True)\n"
+    "    result = a @ result\n"
+    "return result",
+)
+
+
+@exercise("7.2", "rollout", hints=HINTS_7_2)
 def check_rollout(rollout):
     """``rollout(attentions) -> [B, T, T]``: heads averaged, ``(A + I)`` renormalised, layers multiplied."""
     attentions = _random_attentions(layers=3)
@@ -98,7 +125,7 @@ def check_rollout(rollout):
         "the rows were not renormalised after adding the identity: divide A + I by its row sums "
         "(each row must sum to 1).": _reference_rollout(attentions, renormalise=False),
         "the layers were multiplied in the wrong order: the later layer goes on the left, "
-        "R = Â_L ··· Â_2 Â_1 (result = layer @ result).": _reference_rollout(attentions, reverse=True),
+        "R = Â_L ··· Â_2 Â_1.": _reference_rollout(attentions, reverse=True),
         "the rollout was started from a layer instead of the identity, so the first layer counts twice.":
             _reference_rollout(attentions) @ _reference_rollout(attentions[:1]),
     }
