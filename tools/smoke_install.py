@@ -23,7 +23,7 @@ from pathlib import Path
 
 # Modules that need an extra, until they import it lazily (reported, not failed): none may be listed
 # here for good; see issue 14 (vit_lesson/visualize.py imports ipywidgets at the top).
-IMPORTS_AN_EXTRA_AT_THE_TOP = {"vit_lesson.visualize": "ipywidgets"}
+IMPORTS_AN_EXTRA_AT_THE_TOP: dict = {}  # module -> the extra it needs at import time (none now)
 
 
 def run(*command: str, cwd: Path, expect: int = 0) -> str:

@@ -444,7 +444,7 @@ def load_checkpoint(path, model: nn.Module | None = None, map_location="cpu") ->
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        found = re.search(r"GLOBAL (\S+)", str(error))
+        found = re.search(r"(?:GLOBAL|Unsupported class) (\S+)", str(error))  # torch >= 2.4 | 2.3
         if found or "Weights only load failed" in str(error):
             what = (_("pickled code ({name})").format(name=found.group(1)) if found
                     else _("pickled objects other than tensors"))
