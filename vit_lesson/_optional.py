@@ -25,6 +25,7 @@ EXTRAS = {
     "ipykernel": "teacher",
     "timm": "notebooks",
     "ipywidgets": "notebooks",
+    "polib": "translate",
 }
 
 

@@ -41,12 +41,8 @@ LANGUAGE_CELL = ('\n\nfrom vit_lesson.i18n import set_language\n\n'
 
 
 def _polib():
-    try:
-        import polib
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError("polib is needed to edit translations: pip install 'vit_lesson[translate]'",
-                                  name="polib") from None
-    return polib
+    from ._optional import require
+    return require("polib")  # the [translate] extra
 
 
 def _split_badge(source: str) -> tuple[str, str]:
