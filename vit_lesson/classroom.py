@@ -139,18 +139,33 @@ _HINT = re.compile(r"#\s*Hint:\s*(?P<hint>.+)$")
 _EXERCISE = re.compile(r"^#\s*Exercise\s+(?P<id>\d+\.\d+)\b", re.MULTILINE)
 
 
-def strip_solutions(source: str) -> str:
-    """Replace every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` block with a placeholder."""
+def _in_language(language: str):
+    """gettext for ``language`` (the placeholder's words in a translated edition); English by default."""
+    if language in (None, "", "en"):
+        return lambda message: message
+    import gettext
+
+    from .i18n import DOMAIN, LOCALE_DIR
+    return gettext.translation(DOMAIN, localedir=LOCALE_DIR, languages=[language.replace("-", "_")],
+                               fallback=True).gettext
+
+
+def strip_solutions(source: str, language: str = "en") -> str:
+    """Replace every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` block with a placeholder.
+
+    The placeholder's message is in ``language`` (the notebook's edition: ``"en"`` or ``"zh-CN"``).
+    """
+    _ = _in_language(language)
 
     def placeholder(match: re.Match) -> str:
         indent = match.group("indent")
         before = source[: match.start()].rstrip("\n").splitlines()
         hint_match = _HINT.search(before[-1]) if before else None
-        hint = hint_match.group("hint").strip() if hint_match else "see the text above this cell."
-        message = f"Exercise not done yet: replace this line with your code. Hint: {hint}"
+        hint = hint_match.group("hint").strip() if hint_match else _("see the text above this cell.")
+        message = _("Exercise not done yet: replace this line with your code. Hint: {hint}").format(hint=hint)
         exercise_ids = _EXERCISE.findall(source[: match.start()])
         if exercise_ids:
-            message += f' More help: checks.hint("{exercise_ids[-1]}").'
+            message += " " + _('More help: checks.hint("{exercise}").').format(exercise=exercise_ids[-1])
         return f"{indent}# YOUR CODE HERE\n{indent}raise NotImplementedError({message!r})\n"
 
     return _SOLUTION.sub(placeholder, source)
@@ -163,7 +178,7 @@ def make_learner_notebook(solution: Path, learner: Path) -> int:
     for cell in nb.cells:
         if cell.cell_type == "code":
             count += cell.source.count(BEGIN)
-            cell.source = strip_solutions(cell.source)
+            cell.source = strip_solutions(cell.source, nb.metadata.get("vit_lesson", {}).get("language", "en"))
             cell.outputs, cell.execution_count = [], None
     Path(learner).parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, Path(learner))
