@@ -53,3 +53,22 @@ def test_checks_raise_for_nbgrader_only_when_asked(monkeypatch, capsys):
     with pytest.raises(AssertionError, match="not done yet"):
         checks.check_num_patches(todo)
     assert checks.check_num_patches(lambda s, p: (s // p) ** 2)
+
+
+def test_a_demonstration_is_not_graded_and_shown_markers_are_reported():
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from vit_lesson.nbgrader_stamp import nbgrader_problems
+
+    nb = new_notebook(cells=[
+        new_markdown_cell("Exercises look like\n```python\n    ### BEGIN SOLUTION\n    ...\n    ### END SOLUTION\n```"),
+        new_code_cell("def wrong(s, p):\n    return s // p\n\nchecks.check_num_patches(wrong)"),  # defined here: a demo
+        new_code_cell("from vit_lesson.train import build_model\n\nchecks.check_capstone(build_model('digits'))"),
+        new_code_cell("def num_patches(s, p):\n    ### BEGIN SOLUTION\n    return (s // p) ** 2\n    ### END SOLUTION"),
+        new_code_cell("# NBVAL_CHECK_OUTPUT\nchecks.check_num_patches(num_patches)"),
+    ])
+    stamp_nbgrader(nb)
+    assert [c.metadata["nbgrader"]["grade"] for c in nb.cells] == [False, False, False, False, True]
+    assert [c.metadata["nbgrader"]["solution"] for c in nb.cells] == [False, False, False, True, False]
+    problems = nbgrader_problems(nb)
+    assert len(problems) == 1 and problems[0].startswith("cell 0 (markdown)")
