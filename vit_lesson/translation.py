@@ -191,7 +191,7 @@ def package_messages() -> list[tuple[str, str]]:
         for msgid in (title, *hints):
             if msgid not in seen:
                 seen.add(msgid)
-                found.append((msgid, f"exercise {exercise_id}:0"))
+                found.append((msgid, f"exercise/{exercise_id}:0"))
     return found
 
 
