@@ -135,7 +135,8 @@ def test_embed_patches_check_explains_mistakes(mistake):
 def test_embed_patches_check_passes_conv_and_linear_answers():
     assert checks.check_embed_patches(lambda x, conv: conv(x).flatten(2).transpose(1, 2))
     assert checks.check_embed_patches(lambda x, conv: conv(x).permute(0, 2, 3, 1).flatten(1, 2))
-    assert checks.check_embed_patches(lambda x, conv: F.linear(patchify(x, 4), conv.weight.flatten(1), conv.bias))
+    assert checks.check_embed_patches(lambda x, conv: F.linear(patchify(x, conv.kernel_size[0]), conv.weight.flatten(1),
+                                                               conv.bias))
 
 
 def linear_from(weight, bias=None):
@@ -182,6 +183,40 @@ def test_num_patches_check(answer, words):
     assert result.status == (PASS if words is None else FAIL)
     for word in words or ():
         assert word in result.message
+
+
+def three_channels(x, p):
+    b, c, h, w = x.shape
+    return x.reshape(b, 3, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, 3 * p * p)
+
+
+@pytest.mark.parametrize("check, wrong, words", [
+    (checks.check_patchify, three_channels, ["[3, 1, 6, 10] with patch 2", "hard-coded", "1 channel here, not 3"]),
+    (checks.check_patchify, lambda x, p: patchify(x, p) if x.shape[1] == 3 else patchify(x, p)[:, :, :1],
+     ["[3, 1, 6, 10] with patch 2 gave [3, 15, 1], not [3, 15, 4]", "hard-coded"]),
+    (checks.check_embed_patches, lambda x, conv: conv(x).flatten(2).transpose(1, 2).reshape(x.shape[0], -1, 8),
+     ["Conv2d(1, 5, 2)", "hard-coded"]),
+    (checks.check_embed_patches, lambda x, conv: conv(x).reshape(x.shape[0], 8, -1).transpose(1, 2),
+     ["Conv2d(1, 5, 2)", "hard-coded", "1 channel here, not 3"]),
+    (checks.check_conv_to_linear, lambda conv: linear_from(conv.weight.reshape(8, 48), conv.bias),
+     ["Conv2d(1, 5, 2)", "hard-coded", "1 channel here, not 3"]),
+    (checks.check_conv_to_linear, lambda conv: linear_from(conv.weight.reshape(conv.out_channels, 3, -1).flatten(1)
+                                                           if conv.in_channels == 3 else conv.weight[:, :1].flatten(1),
+                                                           conv.bias),
+     ["Conv2d(2, 7, 3)", "weight [D, C*P*P] = [7, 18]", "got [7, 9]", "hard-coded"]),
+])
+def test_patch_checks_vary_channels_patch_and_d(check, wrong, words):
+    result = check(wrong)
+    assert result.status == FAIL
+    for word in words:
+        assert word in result.message, f"{word!r} not in {result.message!r}"
+
+
+def test_patch_checks_pass_every_correct_variant_on_every_size():
+    assert checks.check_patchify(lambda x, p: F.unfold(x, p, stride=p).transpose(1, 2))
+    assert checks.check_patchify(lambda x, p: einops_patchify(x, p, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)"))
+    assert checks.check_embed_patches(lambda x, conv: conv(x).flatten(2).transpose(1, 2))
+    assert checks.check_conv_to_linear(lambda conv: linear_from(conv.weight.flatten(1), conv.bias))
 
 
 # --- the learner version of a cell ------------------------------------------------------------------

@@ -18,7 +18,7 @@ from einops import rearrange
 from torch import nn
 
 from ..patches import patchify as reference_patchify
-from .core import CheckFailed, call, exercise, expect_close, expect_tensor, fmt_shape
+from .core import CheckFailed, LearnerError, call, exercise, expect_close, expect_tensor, fmt_shape
 
 __all__ = ["check_num_patches", "check_patchify", "check_embed_patches", "check_conv_to_linear"]
 
@@ -27,6 +27,20 @@ B, C, H, W, P = 2, 3, 8, 12, 4
 GRID_H, GRID_W = H // P, W // P
 N, PATCH_DIM = GRID_H * GRID_W, C * P * P
 EMBED_DIM = 8
+HARD_CODED = "is a number hard-coded{}? Take the sizes from the tensors you are given (images.shape, conv.weight.shape)."
+
+
+def _call_other(fn, first: str, now: str, channels: int, *args):
+    """``call(fn, *args)`` on another configuration; a crash there points at a hard-coded size."""
+    try:
+        return call(fn, *args)
+    except LearnerError as error:
+        raise CheckFailed(f"correct on {first}, but on {now} {str(error).rstrip('.')}: "
+                          + HARD_CODED.format(f" ({channels} channel{'s' * (channels != 1)} here, not 3)" if channels != 3 else "")) from None
+#: More configurations, so that a hard-coded channel count, patch size or D fails:
+#: ((B, C, H, W), P) for 1.1; (C, D, P) with images [3, C, 6, 10] for 1.2 and 1.3.
+OTHER_SIZES = (((3, 1, 6, 10), 2),)
+OTHER_CONVS = ((1, 5, 2), (2, 7, 3))
 
 
 def _images(*shape) -> torch.Tensor:
@@ -128,13 +142,19 @@ def check_patchify(patchify):
                 "so that a Conv2d's weights and a Linear's agree (Exercise 1.3).")
     else:
         expect_close(got, reference_patchify(images, P), "your output", wrong_variants=_patchify_mistakes(images, P))
-    big = _images(1, 3, 224, 224)
-    got = expect_tensor(call(patchify, big.clone(), 16), "patchify(images [1, 3, 224, 224], 16)")
-    if tuple(got.shape) != (1, 196, 768) or not (torch.allclose(got, reference_patchify(big, 16))
-                                                  or torch.allclose(got, _pixel_first(big, 16))):
-        raise CheckFailed(f"correct on [2, 3, 8, 12] with patch 4, but [1, 3, 224, 224] with patch 16 gave "
-                          f"{fmt_shape(got.shape)}, not [1, 196, 768] with the same patch order: is a number "
-                          "hard-coded? Take the sizes from images.shape and patch_size.")
+    for shape, patch in (((1, 3, 224, 224), 16), *OTHER_SIZES):  # other sizes, one channel: nothing hard-coded
+        more = _images(*shape)
+        b, c, h, w = shape
+        right = (b, (h // patch) * (w // patch), c * patch * patch)
+        now = f"{fmt_shape(shape)} with patch {patch}"
+        got = expect_tensor(_call_other(patchify, "[2, 3, 8, 12] with patch 4", now, c, more.clone(), patch),
+                            f"patchify(images {fmt_shape(shape)}, {patch})")
+        if tuple(got.shape) != right or not (torch.allclose(got, reference_patchify(more, patch))
+                                             or torch.allclose(got, _pixel_first(more, patch))):
+            raise CheckFailed(f"correct on [2, 3, 8, 12] with patch 4, but {now} gave "
+                              f"{fmt_shape(got.shape)}, not {fmt_shape(right)} with the same patch order: is a number "
+                              f"hard-coded{f' ({c} channel here, not 3)' if c != 3 else ''}? Take the sizes from "
+                              "images.shape and patch_size.")
     return (f"{fmt_shape(images.shape)} -> {fmt_shape((B, N, PATCH_DIM))} and [1, 3, 224, 224] -> [1, 196, 768], "
             f"patches row by row.{note}")
 
@@ -177,6 +197,17 @@ def check_embed_patches(embed_patches):
         if "wrong values" in str(error):
             raise CheckFailed(f"{error} Use the `conv` passed in (not a new Conv2d), applied once to the images.") from None
         raise
+    for c, d, p in OTHER_CONVS:
+        other, more = nn.Conv2d(c, d, kernel_size=p, stride=p), _images(3, c, 3 * p, 5 * p)
+        with torch.no_grad():
+            right = other(more).flatten(2).transpose(1, 2)
+            now = f"a Conv2d({c}, {d}, {p}) on images {fmt_shape(more.shape)}"
+            got = expect_tensor(_call_other(embed_patches, f"a Conv2d({C}, {EMBED_DIM}, {P})", now, c, more.clone(),
+                                            copy.deepcopy(other)), "embed_patches(images, conv)")
+        if got.shape != right.shape or not torch.allclose(got.float(), right, atol=1e-5):
+            raise CheckFailed(f"correct for a Conv2d({C}, {EMBED_DIM}, {P}), but with {now} your tokens are "
+                              f"{fmt_shape(got.shape)}, not {fmt_shape(right.shape)} with the conv's numbers: is a size "
+                              "hard-coded? Take B, D and N from the tensors.")
     return f"{fmt_shape(images.shape)} -> conv -> {fmt_shape(grid.shape)} -> flatten(2) -> {fmt_shape(bdn)} -> transpose(1, 2) -> {fmt_shape(want.shape)}."
 
 
@@ -223,5 +254,22 @@ def check_conv_to_linear(conv_to_linear):
             raise CheckFailed(f"{error} Copy the conv's numbers: linear.weight = conv.weight reshaped to "
                               f"[{EMBED_DIM}, {PATCH_DIM}], linear.bias = conv.bias.") from None
         raise
+    for c, d, p in OTHER_CONVS:
+        other, more = nn.Conv2d(c, d, kernel_size=p, stride=p), _images(3, c, 3 * p, 5 * p)
+        with torch.no_grad():
+            right = other(more).flatten(2).transpose(1, 2)
+        first, now = f"a Conv2d({C}, {EMBED_DIM}, {P})", f"a Conv2d({c}, {d}, {p})"
+        linear = _call_other(conv_to_linear, first, now, c, copy.deepcopy(other))
+        ok = isinstance(linear, nn.Linear) and tuple(linear.weight.shape) == (d, c * p * p)
+        if ok:
+            with torch.no_grad():
+                got = expect_tensor(_call_other(linear, first, now, c, reference_patchify(more, p)),
+                                    f"linear(patchify(images, {p}))")
+            ok = got.shape == right.shape and torch.allclose(got.float(), right, atol=1e-5)
+        if not ok:
+            found = fmt_shape(linear.weight.shape) if isinstance(linear, nn.Linear) else type(linear).__name__
+            raise CheckFailed(f"correct for a Conv2d({C}, {EMBED_DIM}, {P}), but for a Conv2d({c}, {d}, {p}) the Linear "
+                              f"should have weight [D, C*P*P] = {fmt_shape((d, c * p * p))} with the conv's numbers "
+                              f"(got {found}): is a size hard-coded? Take D and C*P*P from conv.weight.shape.")
     return (f"Linear({PATCH_DIM}, {EMBED_DIM}) on the patches gives the Conv2d's tokens: a patch Conv2d is one "
             "shared Linear layer applied to every flattened patch (the paper's matrix E).")
