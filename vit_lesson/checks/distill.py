@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..i18n import _
 from .core import CheckFailed, call, exercise, expect_close, expect_tensor
 
 __all__ = ["check_distillation_loss", "check_hard_distillation_loss", "check_loss_mirror"]
@@ -32,35 +33,39 @@ def _distillation_variants(s, t, y, alpha, T):
     right = alpha * ce + (1 - alpha) * T ** 2 * kl
     K, B = s.shape[1], s.shape[0]
     soft = {
-        f"the soft term is missing the factor T² (T={T:g}): its gradient is then {T ** 2:g}x too small, "
-        "and it shrinks like 1/T² as T grows. Hinton et al. multiply the KL by T² to keep the "
-        "teacher's signal the same size at any temperature.": kl,
-        f"the soft term is multiplied by T, not T² (T={T:g}).": T * kl,
-        "KL's input must be the student's LOG-probabilities, not its probabilities: F.kl_div(input, "
-        "target) computes target * (log target - input).":
+        _("the soft term is missing the factor T² (T={T:g}): its gradient is then {T_squared:g}x too small, "
+          "and it shrinks like 1/T² as T grows. Hinton et al. multiply the KL by T² to keep the "
+          "teacher's signal the same size at any temperature.").format(T=T, T_squared=T ** 2): kl,
+        _("the soft term is multiplied by T, not T² (T={T:g}).").format(T=T): T * kl,
+        _("KL's input must be the student's LOG-probabilities, not its probabilities: F.kl_div(input, "
+          "target) computes target * (log target - input)."):
             T ** 2 * F.kl_div(ps, pt, reduction="batchmean"),
-        "the target of F.kl_div must be the teacher's probabilities, not its log-probabilities "
-        "(unless you pass log_target=True).": T ** 2 * F.kl_div(log_ps, log_pt, reduction="batchmean"),
-        "the KL arguments are swapped: you computed KL(student ‖ teacher). The student's "
-        "log-probabilities are the input and the teacher's probabilities the target.": T ** 2 * _kl(log_pt, ps),
-        "the temperature divides only the student's logits; the teacher's must be softened too.": T ** 2 * _kl(log_ps, F.softmax(t, -1)),
-        "the temperature divides only the teacher's logits; the student's must be softened too.": T ** 2 * _kl(F.log_softmax(s, -1), pt),
-        f"reduction='mean' averages over all B x K = {B * K} numbers, which divides the KL by the "
-        f"number of classes K = {K}; the KL divergence is a sum over classes, so use "
-        "reduction='batchmean' (sum over classes, mean over the batch).": T ** 2 * kl / K,
-        f"reduction='sum' adds up the batch; use reduction='batchmean' so the loss does not grow "
-        f"with the batch size (B = {B}).": T ** 2 * kl * B,
+        _("the target of F.kl_div must be the teacher's probabilities, not its log-probabilities "
+          "(unless you pass log_target=True)."): T ** 2 * F.kl_div(log_ps, log_pt, reduction="batchmean"),
+        _("the KL arguments are swapped: you computed KL(student ‖ teacher). The student's "
+          "log-probabilities are the input and the teacher's probabilities the target."): T ** 2 * _kl(log_pt, ps),
+        _("the temperature divides only the student's logits; the teacher's must be softened too."):
+            T ** 2 * _kl(log_ps, F.softmax(t, -1)),
+        _("the temperature divides only the teacher's logits; the student's must be softened too."):
+            T ** 2 * _kl(F.log_softmax(s, -1), pt),
+        _("reduction='mean' averages over all B x K = {numbers} numbers, which divides the KL by the "
+          "number of classes K = {K}; the KL divergence is a sum over classes, so use "
+          "reduction='batchmean' (sum over classes, mean over the batch).").format(numbers=B * K, K=K): T ** 2 * kl / K,
+        _("reduction='sum' adds up the batch; use reduction='batchmean' so the loss does not grow "
+          "with the batch size (B = {B}).").format(B=B): T ** 2 * kl * B,
     }
     wrong = {message: alpha * ce + (1 - alpha) * term for message, term in soft.items()}
-    wrong[f"alpha and 1 - alpha are swapped: alpha (here {alpha:g}) weighs the cross-entropy with the "
-          "true labels, 1 - alpha the teacher's soft term."] = (1 - alpha) * ce + alpha * T ** 2 * kl
+    wrong[_("alpha and 1 - alpha are swapped: alpha (here {alpha:g}) weighs the cross-entropy with the "
+            "true labels, 1 - alpha the teacher's soft term.").format(alpha=alpha)] = \
+        (1 - alpha) * ce + alpha * T ** 2 * kl
     for other in (1.0, 2.0, 3.0, 4.0, 5.0, 10.0):
         if other != T:
             soft_other = _kl(F.log_softmax(s / other, -1), F.softmax(t / other, -1))
-            wrong[f"your loss ignores the `temperature` argument (asked for T={T:g}, it computed T={other:g}): "
-                  "is T a global variable, as in the blog post?"] = alpha * ce + (1 - alpha) * other ** 2 * soft_other
-    wrong["the cross-entropy is computed on softened logits (student / T); the label term uses the "
-          "student's plain logits."] = alpha * F.cross_entropy(s / T, y) + (1 - alpha) * T ** 2 * kl
+            wrong[_("your loss ignores the `temperature` argument (asked for T={T:g}, it computed T={other:g}): "
+                    "is T a global variable, as in the blog post?").format(T=T, other=other)] = \
+                alpha * ce + (1 - alpha) * other ** 2 * soft_other
+    wrong[_("the cross-entropy is computed on softened logits (student / T); the label term uses the "
+            "student's plain logits.")] = alpha * F.cross_entropy(s / T, y) + (1 - alpha) * T ** 2 * kl
     return right, wrong
 
 
@@ -96,21 +101,22 @@ def check_distillation_loss(distillation_loss):
         s, t, y = _logits(seed)
         student = s.clone().requires_grad_(True)
         got = call(distillation_loss, student, t.clone(), y.clone(), alpha=alpha, temperature=T)
-        got = expect_tensor(got, "Your loss")
+        got = expect_tensor(got, _("Your loss"))
         if got.numel() != 1:
-            raise CheckFailed(f"The loss should be one number (a scalar), got shape {list(got.shape)}: "
-                              "average over the batch (reduction='batchmean' for the KL, the default "
-                              "'mean' for the cross-entropy).")
+            raise CheckFailed(_("The loss should be one number (a scalar), got shape {shape}: "
+                                "average over the batch (reduction='batchmean' for the KL, the default "
+                                "'mean' for the cross-entropy).").format(shape=list(got.shape)))
         right, wrong = _distillation_variants(s, t, y, alpha, T)
-        expect_close(got.reshape(()), right, f"The loss at alpha={alpha:g}, temperature={T:g}", wrong, atol=1e-5)
+        expect_close(got.reshape(()), right,
+                     _("The loss at alpha={alpha:g}, temperature={T:g}").format(alpha=alpha, T=T), wrong, atol=1e-5)
         if not got.requires_grad:
-            raise CheckFailed("The loss has no gradient: did you .detach() the student's logits or use "
-                              ".item()? The student learns through this loss.")
+            raise CheckFailed(_("The loss has no gradient: did you .detach() the student's logits or use "
+                                ".item()? The student learns through this loss."))
         call(got.reshape(()).backward)
         if student.grad is None or not torch.isfinite(student.grad).all():
-            raise CheckFailed("No finite gradient reached the student's logits.")
-    return ("alpha * CE + (1 - alpha) * T² * KL(teacher ‖ student), batch-averaged, for (alpha, T) = "
-            "(0.3, 4) and (0.8, 2).")
+            raise CheckFailed(_("No finite gradient reached the student's logits."))
+    return _("alpha * CE + (1 - alpha) * T² * KL(teacher ‖ student), batch-averaged, for (alpha, T) = "
+             "(0.3, 4) and (0.8, 2).")
 
 
 @exercise("8.2", "hard distillation loss", hints=HINTS_8_2)
@@ -118,25 +124,26 @@ def check_hard_distillation_loss(hard_distillation_loss):
     """``hard_distillation_loss(student_logits, teacher_logits, labels, alpha) -> scalar``."""
     for seed, alpha in enumerate((0.5, 0.2)):
         s, t, y = _logits(seed + 5)
-        got = expect_tensor(call(hard_distillation_loss, s.clone(), t.clone(), y.clone(), alpha=alpha), "Your loss")
+        got = expect_tensor(call(hard_distillation_loss, s.clone(), t.clone(), y.clone(), alpha=alpha),
+                            _("Your loss"))
         if got.numel() != 1:
-            raise CheckFailed(f"The loss should be a scalar, got shape {list(got.shape)}.")
+            raise CheckFailed(_("The loss should be a scalar, got shape {shape}.").format(shape=list(got.shape)))
         teacher_labels = t.argmax(-1)
         ce, ce_teacher = F.cross_entropy(s, y), F.cross_entropy(s, teacher_labels)
         pt = F.softmax(t, -1)
         wrong = {
-            "the teacher's term uses its probabilities (a soft target); hard distillation uses its "
-            "decision, its top class, as an ordinary class label.":
+            _("the teacher's term uses its probabilities (a soft target); hard distillation uses its "
+              "decision, its top class, as an ordinary class label."):
                 alpha * ce + (1 - alpha) * -(pt * F.log_softmax(s, -1)).sum(-1).mean(),
-            f"alpha and 1 - alpha are swapped: alpha (here {alpha:g}) weighs the true labels.":
+            _("alpha and 1 - alpha are swapped: alpha (here {alpha:g}) weighs the true labels.").format(alpha=alpha):
                 (1 - alpha) * ce + alpha * ce_teacher,
-            "only the true labels are used; add the cross-entropy with the teacher's labels.": ce * alpha,
-            "only the teacher's labels are used; add alpha * the cross-entropy with the true labels.":
+            _("only the true labels are used; add the cross-entropy with the teacher's labels."): ce * alpha,
+            _("only the teacher's labels are used; add alpha * the cross-entropy with the true labels."):
                 (1 - alpha) * ce_teacher,
         }
         expect_close(got.reshape(()), alpha * ce + (1 - alpha) * ce_teacher,
-                     f"The loss at alpha={alpha:g}", wrong, atol=1e-5)
-    return "alpha * CE(student, labels) + (1 - alpha) * CE(student, teacher's argmax), for alpha = 0.5 and 0.2."
+                     _("The loss at alpha={alpha:g}").format(alpha=alpha), wrong, atol=1e-5)
+    return _("alpha * CE(student, labels) + (1 - alpha) * CE(student, teacher's argmax), for alpha = 0.5 and 0.2.")
 
 
 def check_loss_mirror(notebook_fn, package_fn, *inputs, atol: float = 1e-6, **kwargs) -> None:
@@ -151,4 +158,4 @@ def check_loss_mirror(notebook_fn, package_fn, *inputs, atol: float = 1e-6, **kw
     if diff > atol:
         raise AssertionError(f"The notebook's loss and {module}.{name} disagree: {got.item():.6f} vs "
                              f"{want.item():.6f}. Has one of them changed?")
-    print(f"✅ Mirror: the notebook's loss = {module}.{name}.")
+    print("✅ " + _("Mirror: the notebook's loss = {package}.").format(package=f"{module}.{name}"))
