@@ -234,6 +234,47 @@ def test_check_resize_names_mistakes(kind, words):
     assert result.status == checks.FAIL and words in result.message, result.message
 
 
+def _resize_with(mode, antialias=False, align_corners=None, dim=None, side=None):
+    def resize(pos_embed, new_grid):
+        cls, grid = pos_embed[:, :1], pos_embed[:, 1:]
+        s, d = side or int(grid.shape[1] ** 0.5), dim or grid.shape[-1]
+        grid = grid.reshape(1, s, s, d).permute(0, 3, 1, 2)
+        extra = {} if mode in ("area", "nearest", "nearest-exact") else {"antialias": antialias, "align_corners": align_corners}
+        grid = F.interpolate(grid, size=(new_grid, new_grid), mode=mode, **extra)
+        return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(1, -1, d)], dim=1)
+    return resize
+
+
+@pytest.mark.parametrize("mode, antialias, align", [("bicubic", True, False), ("bicubic", False, False),
+                                                    ("bilinear", True, False), ("bilinear", False, False),
+                                                    ("bicubic", False, True), ("bilinear", False, True)])
+def test_check_resize_passes_every_smooth_interpolation(mode, antialias, align):
+    assert checks.check_resize_position_embedding(_resize_with(mode, antialias, align)).status == checks.PASS
+
+
+def test_check_resize_sizes_tell_every_mode_apart():
+    from vit_lesson.checks.embeddings import _DOWN, _SETTINGS, _resize_variant
+    old, new, d = _DOWN
+    pos = torch.randn(1, 1 + old * old, d)
+    outs = [_resize_variant(pos, new, s) for s in _SETTINGS]
+    outs += [_resize_variant(pos, new, _SETTINGS[0], m) for m in ("area", "nearest", "nearest-exact")]
+    assert not any(torch.allclose(a, b, atol=1e-3) for i, a in enumerate(outs) for b in outs[i + 1:])
+
+
+@pytest.mark.parametrize("answer, words", [
+    (_resize_with("area"), ["wrong interpolation mode", "mode='area'"]),  # = aligned bilinear from 4 x 4 to 7 x 7
+    (_resize_with("nearest-exact"), ["wrong interpolation mode", "nearest-exact"]),
+    (_resize_with("nearest"), ["mode='nearest'"]),
+    (_resize_with("bicubic", True, False, dim=10), ["correct from 4 x 4 to 7 x 7 with D = 10", "hard-coded"]),
+    (_resize_with("bicubic", True, False, side=4), ["correct from 4 x 4 to 7 x 7 with D = 10", "hard-coded"]),
+])
+def test_check_resize_names_the_mode_and_a_hard_coded_size(answer, words):
+    result = checks.check_resize_position_embedding(answer)
+    assert result.status == checks.FAIL, result.message
+    for word in words:
+        assert word in result.message, result.message
+
+
 def test_check_resize_placeholder_is_todo():
     assert checks.check_resize_position_embedding(_todo).status == checks.TODO
 

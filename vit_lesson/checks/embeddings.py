@@ -84,7 +84,17 @@ _RESIZE_MISTAKES = {
     "nearest": "you used mode='nearest': it copies each old embedding into a block of new positions, so "
                "neighbours get identical embeddings and the model cannot tell them apart. Use 'bicubic' "
                "(timm's choice) or 'bilinear'.",
+    "nearest-exact": "wrong interpolation mode: you used mode='nearest-exact', which copies each old embedding "
+                     "into a block of new positions, so neighbours get identical embeddings. Use 'bicubic' "
+                     "(timm's choice) or 'bilinear'.",
+    "area": "wrong interpolation mode: you used mode='area' (averaging over blocks, adaptive average pooling). "
+            "Position embeddings are resized by smooth 2D interpolation: 'bicubic' (timm's choice) or "
+            "'bilinear'.",
 }
+_MODE_MISTAKES = ("nearest", "nearest-exact", "area")
+#: The second resize, a downsampling where every mode (and antialias) gives different numbers,
+#: with another D: (old grid, new grid, D).
+_DOWN = (6, 4, 3)
 
 
 def _resize_variant(pos_embed, new_grid, setting, mistake=None):
@@ -94,8 +104,8 @@ def _resize_variant(pos_embed, new_grid, setting, mistake=None):
     side, d = int(grid.shape[1] ** 0.5), grid.shape[-1]
     grid = grid.reshape(1, d, side, side) if mistake == "no permute" else \
         grid.reshape(1, side, side, d).permute(0, 3, 1, 2)                                # [1, D, H, W]
-    if mistake == "nearest":
-        grid = F.interpolate(grid, size=(new_grid, new_grid), mode="nearest")
+    if mistake in _MODE_MISTAKES:
+        grid = F.interpolate(grid, size=(new_grid, new_grid), mode=mistake)
     else:
         grid = F.interpolate(grid, size=(new_grid, new_grid), mode=mode, antialias=antialias, align_corners=align)
     if mistake == "no permute":
@@ -143,6 +153,25 @@ def check_resize_position_embedding(resize):
     if same.shape != pos_embed.shape or not torch.allclose(same.float(), pos_embed, atol=1e-5):
         raise CheckFailed(f"resizing to the same grid ({old} x {old}) should give back the same embeddings; "
                           "is a size hard-coded?")
+    down_old, down_new, down_d = _DOWN  # 4 -> 7 cannot tell area from aligned bilinear, nor antialias
+    small = torch.randn(1, 1 + down_old * down_old, down_d)
+    what = f"resize(pos_embed {fmt_shape(small.shape)}, new_grid={down_new})"
+    try:
+        got = expect_tensor(call(resize, small.clone(), down_new), what).detach().float()
+    except LearnerError as error:
+        raise CheckFailed(f"correct from {old} x {old} to {new} x {new} with D = {d}, but on {what} "
+                          f"{str(error).rstrip('.')}: is a size hard-coded (the grid side, D)? Take the sizes from "
+                          "pos_embed.shape and new_grid.") from None
+    right = (1, 1 + down_new * down_new, down_d)
+    close = lambda want: got.shape == want.shape and torch.allclose(got, want, atol=1e-4)  # noqa: E731
+    if not any(close(_resize_variant(small, down_new, setting)) for setting in _SETTINGS):
+        for mistake in _MODE_MISTAKES:
+            if close(_resize_variant(small, down_new, _SETTINGS[0], mistake)):
+                raise CheckFailed(_RESIZE_MISTAKES[mistake])
+        raise CheckFailed(f"correct from {old} x {old} to {new} x {new} with D = {d}, but {what} should be a "
+                          f"{fmt_shape(right)} bicubic or bilinear resize, got {fmt_shape(got.shape)} with other "
+                          "numbers: is a size hard-coded (the grid side, D), or is a mode used that only "
+                          "upsamples right? Take the sizes from pos_embed.shape and new_grid.")
     mode, antialias, _ = match
     note = "" if match == ("bicubic", True, False) else (
         f" (You used {mode}{', no antialias' if not antialias else ''}: also fine; timm's default is bicubic "
