@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from ..i18n import _
 from .core import CheckFailed, call, exercise
 
 __all__ = ["check_lr_schedule", "check_parameter_groups"]
@@ -66,23 +67,23 @@ def _schedule_mistakes(base, warmup, total, low):
     right_warmup = lambda s: base * (s + 1) / warmup  # noqa: E731
     right_decay = lambda s: cosine((s - warmup) / (total - warmup))  # noqa: E731
     return {
-        "warmup is off by one: step 0 gets lr 0 (a wasted step). Count the steps from 1, so the first "
-        "step already learns and step warmup_steps - 1 reaches base_lr.":
+        _("warmup is off by one: step 0 gets lr 0 (a wasted step). Count the steps from 1, so the first "
+          "step already learns and step warmup_steps - 1 reaches base_lr."):
             with_warmup(lambda s: base * s / warmup, right_decay),
-        "warmup is off by one the other way: it never reaches base_lr (it divides by warmup_steps + 1); "
-        "the last warmup step, warmup_steps - 1, should have exactly base_lr.":
+        _("warmup is off by one the other way: it never reaches base_lr (it divides by warmup_steps + 1); "
+          "the last warmup step, warmup_steps - 1, should have exactly base_lr."):
             with_warmup(lambda s: base * (s + 1) / (warmup + 1), right_decay),
-        "the cosine does not reach min_lr at step total_steps: its progress should run from 0 when the "
-        "warmup ends to exactly 1 at total_steps, over the steps after the warmup only.":
+        _("the cosine does not reach min_lr at step total_steps: its progress should run from 0 when the "
+          "warmup ends to exactly 1 at total_steps, over the steps after the warmup only."):
             with_warmup(right_warmup, lambda s: cosine((s - warmup) / total)),
-        "the cosine ignores min_lr (it decays to 0): it should go from base_lr down to min_lr, not to 0.":
+        _("the cosine ignores min_lr (it decays to 0): it should go from base_lr down to min_lr, not to 0."):
             with_warmup(right_warmup, lambda s: cosine((s - warmup) / (total - warmup), floor=0.0)),
-        "the cosine starts at step 0 instead of after the warmup: its progress should be 0 at step "
-        "warmup_steps, where the warmup ends.":
+        _("the cosine starts at step 0 instead of after the warmup: its progress should be 0 at step "
+          "warmup_steps, where the warmup ends."):
             with_warmup(right_warmup, lambda s: cosine(s / total)),
-        "there is no warmup: the first warmup_steps steps must rise linearly to base_lr.":
+        _("there is no warmup: the first warmup_steps steps must rise linearly to base_lr."):
             [cosine(s / total) for s in range(total + 1)],
-        "the decay is linear, not a cosine: follow half a cosine wave, flat at both ends.":
+        _("the decay is linear, not a cosine: follow half a cosine wave, flat at both ends."):
             with_warmup(right_warmup, lambda s: low + (base - low) * (1 - (s - warmup) / (total - warmup))),
     }
 
@@ -97,24 +98,26 @@ def check_lr_schedule(lr_at):
         if isinstance(value, torch.Tensor):
             value = value.item()
         if not isinstance(value, (int, float)):
-            raise CheckFailed(f"lr_at should return a number, got {type(value).__name__} at step {step}.")
+            raise CheckFailed(_("lr_at should return a number, got {type} at step {step}.").format(
+                type=type(value).__name__, step=step))
         got.append(float(value))
     want = [_reference_lr(s, base, warmup, total, low) for s in range(total + 1)]
     close = lambda a, b: all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-12) for x, y in zip(a, b))  # noqa: E731
     if close(got, want):
         other = [float(call(lr_at, s, 3e-4, 2, 10, 0.0)) for s in range(11)]
         if not close(other, [_reference_lr(s, 3e-4, 2, 10, 0.0) for s in range(11)]):
-            raise CheckFailed("right for one setting but not for base_lr=3e-4, warmup_steps=2, total_steps=10, "
-                              "min_lr=0: are some numbers hard-coded?")
-        return (f"linear warmup to {base:g} in {warmup} steps, then a cosine down to min_lr={low:g} "
-                f"at step {total}.")
+            raise CheckFailed(_("right for one setting but not for base_lr=3e-4, warmup_steps=2, total_steps=10, "
+                                "min_lr=0: are some numbers hard-coded?"))
+        return _("linear warmup to {base:g} in {warmup} steps, then a cosine down to min_lr={low:g} "
+                 "at step {total}.").format(base=base, warmup=warmup, low=low, total=total)
     for explanation, variant in _schedule_mistakes(base, warmup, total, low).items():
         if close(got, variant):
             raise CheckFailed(explanation)
     step = next(s for s in range(total + 1) if not math.isclose(got[s], want[s], rel_tol=1e-6, abs_tol=1e-12))
-    phase = "warmup" if step < warmup else "cosine"
-    raise CheckFailed(f"with base_lr={base:g}, warmup_steps={warmup}, total_steps={total}, min_lr={low:g}: "
-                      f"step {step} ({phase}) should have lr {want[step]:.4g}, got {got[step]:.4g}.")
+    phase = _("warmup") if step < warmup else _("cosine")
+    raise CheckFailed(_("with base_lr={base:g}, warmup_steps={warmup}, total_steps={total}, min_lr={low:g}: "
+                        "step {step} ({phase}) should have lr {want:.4g}, got {got:.4g}.").format(
+        base=base, warmup=warmup, total=total, low=low, step=step, phase=phase, want=want[step], got=got[step]))
 
 
 def _tiny_vit():
@@ -130,44 +133,47 @@ def check_parameter_groups(parameter_groups):
     model = _tiny_vit()
     groups = call(parameter_groups, model, 0.05)
     if isinstance(groups, dict) or not all(isinstance(g, dict) and "params" in g for g in groups):
-        raise CheckFailed("return a list of dicts, each with 'params' (a list of parameters) and 'weight_decay'.")
+        raise CheckFailed(_("return a list of dicts, each with 'params' (a list of parameters) and 'weight_decay'."))
     names = {id(p): n for n, p in model.named_parameters()}
     decay_of, seen = {}, []
     for group in groups:
         for p in group["params"]:
             if id(p) not in names:
-                raise CheckFailed("a group holds something that is not one of model's parameters "
-                                  "(use model.named_parameters()).")
+                raise CheckFailed(_("a group holds something that is not one of model's parameters "
+                                    "(use model.named_parameters())."))
             seen.append(names[id(p)])
             decay_of[names[id(p)]] = group.get("weight_decay", None)
     duplicates = sorted({n for n in seen if seen.count(n) > 1})
     if duplicates:
-        raise CheckFailed(f"{duplicates[0]} is in two groups; every parameter must be in exactly one.")
+        raise CheckFailed(_("{name} is in two groups; every parameter must be in exactly one.").format(
+            name=duplicates[0]))
     missing = [n for n in names.values() if n not in decay_of]
     if missing:
-        raise CheckFailed(f"{missing[0]} is in no group, so the optimiser would never train it.")
+        raise CheckFailed(_("{name} is in no group, so the optimiser would never train it.").format(name=missing[0]))
     if any(v is None for v in decay_of.values()):
-        raise CheckFailed("give every group a 'weight_decay' (0.0 for the no-decay group).")
+        raise CheckFailed(_("give every group a 'weight_decay' (0.0 for the no-decay group)."))
     decayed = {n for n, v in decay_of.items() if v > 0}
     norms = sorted(n for n in decayed if "norm" in n and n.endswith("weight"))
     if norms:
-        raise CheckFailed(f"LayerNorm gains are decayed (e.g. {norms[0]}): decay pulls them towards 0, which "
-                          "silences features. Leave out the 1-D parameters.")
+        raise CheckFailed(_("LayerNorm gains are decayed (e.g. {name}): decay pulls them towards 0, which "
+                            "silences features. Leave out the 1-D parameters.").format(name=norms[0]))
     biases = sorted(n for n in decayed if n.endswith("bias"))
     if biases:
-        raise CheckFailed(f"biases are decayed (e.g. {biases[0]}): they do not make the model more complex, "
-                          "so decay only hurts. Leave out the 1-D parameters.")
+        raise CheckFailed(_("biases are decayed (e.g. {name}): they do not make the model more complex, "
+                            "so decay only hurts. Leave out the 1-D parameters.").format(name=biases[0]))
     tokens = sorted(n for n in decayed if n in ("pos_embed", "cls_token"))
     if tokens:
-        raise CheckFailed(f"{tokens[0]} is decayed. It has ndim 3 ([1, N, D]), so p.ndim <= 1 misses it: "
-                          "the position embeddings and the class token need to be caught by name.")
+        raise CheckFailed(_("{name} is decayed. It has ndim 3 ([1, N, D]), so p.ndim <= 1 misses it: "
+                            "the position embeddings and the class token need to be caught by name.").format(
+            name=tokens[0]))
     matrices = sorted(n for n, p in model.named_parameters() if p.ndim >= 2 and n not in ("pos_embed", "cls_token"))
     undecayed = [n for n in matrices if n not in decayed]
     if undecayed:
-        raise CheckFailed(f"{undecayed[0]} gets no weight decay; weight matrices should (that is where decay "
-                          "regularises).")
+        raise CheckFailed(_("{name} gets no weight decay; weight matrices should (that is where decay "
+                            "regularises).").format(name=undecayed[0]))
     values = {decay_of[n] for n in matrices}
     if values != {0.05}:
-        raise CheckFailed(f"the decay group should use the weight_decay argument (0.05 here), got {sorted(values)}.")
-    return (f"{len(matrices)} weight matrices decayed; {len(names) - len(matrices)} norms, biases and "
-            "embeddings left alone.")
+        raise CheckFailed(_("the decay group should use the weight_decay argument (0.05 here), got {values}.").format(
+            values=sorted(values)))
+    return _("{decayed} weight matrices decayed; {kept} norms, biases and embeddings left alone.").format(
+        decayed=len(matrices), kept=len(names) - len(matrices))
