@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..i18n import _
 from .core import CheckFailed, call, exercise, expect_close, fmt_shape
 
 __all__ = ["check_resnet_stem"]
@@ -41,38 +42,42 @@ def check_resnet_stem(resnet_stem):
     for stages in (1, 3):
         stem = call(resnet_stem, resnet, stages)
         if not isinstance(stem, nn.Module):
-            raise CheckFailed(f"resnet_stem should return an nn.Module (e.g. nn.Sequential), got "
-                              f"{type(stem).__name__}.")
+            raise CheckFailed(_("resnet_stem should return an nn.Module (e.g. nn.Sequential), got "
+                                "{type}.").format(type=type(stem).__name__))
         with torch.no_grad():
             got = call(stem.eval(), x)
             want = _reference_stem(resnet, x, stages)
         if not isinstance(got, torch.Tensor):
-            raise CheckFailed(f"Your stem should return a tensor, got {type(got).__name__}.")
+            raise CheckFailed(_("Your stem should return a tensor, got {type}.").format(type=type(got).__name__))
         if got.ndim == 2:
             raise CheckFailed(
-                f"With stages={stages} your stem returns {fmt_shape(got.shape)}: the ResNet's classification "
-                f"logits. As tokens that is [B, 1, {got.shape[1]}]: one token with no position, nothing to "
-                f"attend over. Keep conv1, bn1, relu, maxpool and the stages up to "
-                f"layer{stages}; leave out avgpool and fc.")
+                _("With stages={stages} your stem returns {shape}: the ResNet's classification "
+                  "logits. As tokens that is [B, 1, {classes}]: one token with no position, nothing to "
+                  "attend over. Keep conv1, bn1, relu, maxpool and the stages up to "
+                  "layer{stages}; leave out avgpool and fc.").format(stages=stages, shape=fmt_shape(got.shape),
+                                                                      classes=got.shape[1]))
         if got.ndim == 4 and got.shape[-2:] == (1, 1) and want.shape[-1] > 1:
             raise CheckFailed(
-                f"With stages={stages} your stem returns {fmt_shape(got.shape)}: the global average pool "
-                "squeezed the map to 1x1 (one token). Leave out avgpool: the tokens are the positions of "
-                f"the feature map {fmt_shape(want.shape)}.")
+                _("With stages={stages} your stem returns {shape}: the global average pool "
+                  "squeezed the map to 1x1 (one token). Leave out avgpool: the tokens are the positions of "
+                  "the feature map {expected}.").format(stages=stages, shape=fmt_shape(got.shape),
+                                                        expected=fmt_shape(want.shape)))
         if got.shape != want.shape:
             for other in range(0, 5):
                 if other != stages and got.shape == _reference_stem(resnet, x, other).shape:
+                    where = _("the stem convolution") if other == 0 else f"layer{other}"
                     raise CheckFailed(
-                        f"With stages={stages} your stem returns {fmt_shape(got.shape)}, the map after "
-                        f"{'the stem convolution' if other == 0 else f'layer{other}'}; expected "
-                        f"{fmt_shape(want.shape)} (after layer{stages}). stages counts layer1..layer4.")
-            raise CheckFailed(f"With stages={stages} expected a feature map {fmt_shape(want.shape)}, got "
-                              f"{fmt_shape(got.shape)}.")
+                        _("With stages={stages} your stem returns {shape}, the map after {where}; expected "
+                          "{expected} (after layer{stages}). stages counts layer1..layer4.").format(
+                            stages=stages, shape=fmt_shape(got.shape), where=where, expected=fmt_shape(want.shape)))
+            raise CheckFailed(_("With stages={stages} expected a feature map {expected}, got {shape}.").format(
+                stages=stages, expected=fmt_shape(want.shape), shape=fmt_shape(got.shape)))
         with torch.no_grad():
             wrong = {
-                "the ReLU after bn1 is missing.": _reference_stem(resnet, x, stages, relu=False),
-                "bn1 is missing (conv1 -> relu without the batch norm).": _reference_stem(resnet, x, stages, bn=False),
+                _("the ReLU after bn1 is missing."): _reference_stem(resnet, x, stages, relu=False),
+                _("bn1 is missing (conv1 -> relu without the batch norm)."):
+                    _reference_stem(resnet, x, stages, bn=False),
             }
-        expect_close(got, want, f"The feature map after layer{stages}", wrong, atol=1e-4)
-    return ("conv1 -> bn1 -> relu -> maxpool -> layer1..layerK: [2, 3, 32, 32] images give [2, 64, 8, 8] "
-            "after layer1 (64 tokens each) and [2, 256, 2, 2] after layer3 (4 tokens each).")
+        expect_close(got, want, _("The feature map after layer{stages}").format(stages=stages), wrong, atol=1e-4)
+    return _("conv1 -> bn1 -> relu -> maxpool -> layer1..layerK: [2, 3, 32, 32] images give [2, 64, 8, 8] "
+             "after layer1 (64 tokens each) and [2, 256, 2, 2] after layer3 (4 tokens each).")
