@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -217,6 +218,58 @@ def test_check_mha_passes_correct_answers(answer):
 def test_check_mha_names_mistakes(answer, words):
     result = checks.check_multi_head_attention(answer)
     assert result.status == checks.FAIL and words in result.message, result.message
+
+
+def _mha_classic(mistake):
+    def attention(x, qkv, proj, num_heads):
+        B, N, D = x.shape
+        h, d = num_heads, D // num_heads
+        fused = qkv(x)
+        if mistake == "d h split":
+            q, k, v = fused.reshape(B, N, 3, d, h).permute(2, 0, 4, 1, 3)
+        elif mistake == "reshape instead of permute":
+            q, k, v = fused.reshape(3, B, h, N, d)
+        elif mistake == "each reshaped":
+            q, k, v = (t.reshape(B, h, N, d) for t in fused.chunk(3, dim=-1))
+        else:
+            q, k, v = fused.reshape(B, N, 3, h, d).permute(2, 0, 3, 1, 4)
+        if mistake == "k q v":
+            q, k = k, q
+        elif mistake == "v k q":
+            q, v = v, q
+        scores = q @ k.transpose(-2, -1)
+        scores = scores / D if mistake == "by D" else scores / d if mistake == "by d" else scores / d ** 0.5
+        weights = scores.softmax(-2 if mistake == "softmax over queries" else -1)
+        return proj((weights @ v).transpose(1, 2).reshape(B, N, D))
+    return attention
+
+
+@pytest.mark.parametrize("mistake, words", [
+    ("softmax over queries", ["softmax ran over the queries (dim=-2)"]),
+    ("d h split", ["split on the wrong axis", "[d, H]"]),
+    ("reshape instead of permute", ["reshaped straight to [3, B, H, N, d]", "permute(2, 0, 3, 1, 4)"]),
+    ("each reshaped", ["reshaped straight from [B, N, D] to [B, H, N, d]", "transpose(1, 2)"]),
+    ("k q v", ["wrong order (k, q, v)", "[q | k | v]"]),
+    ("v k q", ["wrong order (v, k, q)"]),
+    ("by D", ["divided by D = 12", "not by sqrt(d)"]),
+    ("by d", ["divided by d = 4 instead of sqrt(d)"]),
+])
+def test_check_mha_names_every_classic_mistake(mistake, words):
+    result = checks.check_multi_head_attention(_mha_classic(mistake))
+    assert result.status == checks.FAIL
+    for word in words:
+        assert word in result.message, result.message
+    assert not re.search(r"\d\.\d", result.message), result.message  # no float decimals in a message
+
+
+def test_check_mha_classic_mistakes_are_all_different_and_the_right_answer_passes():
+    from vit_lesson.checks.attention import _layers, _mha_variants
+    x = torch.randn(2, 5, 12)
+    qkv, proj = _layers(12)
+    want, mistakes = _mha_variants(x, qkv, proj, 3)
+    outs = [want, *mistakes.values()]
+    assert not any(torch.allclose(a, b, atol=1e-4) for i, a in enumerate(outs) for b in outs[i + 1:])
+    assert checks.check_multi_head_attention(_mha_classic(None))
 
 
 def test_check_mha_placeholder_is_todo():

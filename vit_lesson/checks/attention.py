@@ -119,6 +119,13 @@ def _mha_variants(x, qkv, proj, h):
         qn, kn, vn = fused.reshape(b, n, 3, h, d).unbind(2)                # each [B, N, H, d]: no transpose
         across = _heads_attention(qn, kn, vn)                              # attention over heads [B, N, H, H]
         qi, ki, vi = fused.reshape(b, n, h, 3, d).permute(3, 0, 2, 1, 4)   # (h three d) instead of (three h d)
+        merge = lambda t: proj(t.transpose(1, 2).reshape(b, n, dim))  # noqa: E731 - [B, H, N, d] -> [B, N, D]
+        scores = q @ k.transpose(-2, -1)
+        qd, kd, vd = fused.reshape(b, n, 3, d, h).permute(2, 0, 4, 1, 3)  # D split as (d h) instead of (h d)
+        qr, kr, vr = fused.reshape(3, b, h, n, d)                         # reshape straight to [3, B, H, N, d]
+        qs, ks, vs = (t.reshape(b, h, n, d) for t in fused.chunk(3, dim=-1))  # each reshaped to [B, H, N, d]
+        orders = {"k, q, v": (k, q, v), "q, v, k": (q, v, k), "v, k, q": (v, k, q), "k, v, q": (k, v, q),
+                  "v, q, k": (v, q, k)}
         mistakes = {
             "your output equals the heads' attention before the output projection: apply proj to the merged "
             "heads. Without it the heads are only concatenated, never mixed.": merged,
@@ -143,6 +150,24 @@ def _mha_variants(x, qkv, proj, h):
             f"the scores were divided by sqrt(D) = sqrt({dim}) (the hidden size); divide by sqrt(d) with d = "
             f"D / H = {d}, the size of one head.":
                 proj((((q @ k.transpose(-2, -1)) / math.sqrt(dim)).softmax(-1) @ v).transpose(1, 2).reshape(b, n, dim)),
+            f"the scores were divided by D = {dim} (the hidden size), not by sqrt(d) with d = D / H = {d}, the "
+            "size of one head.": merge((scores / dim).softmax(-1) @ v),
+            f"the scores were divided by d = {d} instead of sqrt(d): use the square root of the head size, "
+            "math.sqrt(d).": merge((scores / d).softmax(-1) @ v),
+            "the softmax ran over the queries (dim=-2): each query's weights must sum to 1 over the keys, "
+            "softmax(dim=-1).": merge((scores / math.sqrt(d)).softmax(-2) @ v),
+            "the heads were split on the wrong axis: D was cut as [d, H] (reshape(B, N, 3, d, H)), so each "
+            "head got every H-th number. Each head is d consecutive numbers: reshape(B, N, 3, H, d).":
+                merge(_heads_attention(qd, kd, vd)),
+            "the fused output [B, N, 3D] was reshaped straight to [3, B, H, N, d]: reshape keeps memory order "
+            "and mixes tokens, heads and q/k/v. Reshape to [B, N, 3, H, d], then permute(2, 0, 3, 1, 4).":
+                merge(_heads_attention(qr, kr, vr)),
+            "q, k and v were each reshaped straight from [B, N, D] to [B, H, N, d]: that mixes tokens and "
+            "heads. Reshape to [B, N, H, d], then transpose(1, 2) (or permute).":
+                merge(_heads_attention(qs, ks, vs)),
+            **{f"q, k and v were taken in the wrong order ({order}): the fused output is laid out [q | k | v], "
+               "so the first D numbers are the queries, then the keys, then the values.":
+                   merge(_heads_attention(*qkv_swapped)) for order, qkv_swapped in orders.items()},
         }
     return want, mistakes
 
