@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..i18n import _
 from .core import CheckFailed, LearnerError, NotDone, call, exercise, expect_close, expect_tensor, fmt_shape
 
 __all__ = ["CAPSTONE_THRESHOLD", "check_capstone_patchify", "check_capstone_attention", "check_capstone_block",
@@ -73,8 +74,8 @@ def check_capstone_patchify(patchify):
     Channel-first ``(c, p1, p2)`` (Conv2d's order) and pixel-first ``(p1, p2, c)`` (lucidrains')
     flattening both pass: the Linear after it learns either order.
     """
-    orders = {"c p1 p2": "channel first (c, p1, p2), the order of a Conv2d's weights",
-              "p1 p2 c": "pixel first (p1, p2, c), as in lucidrains' vit-pytorch; the Linear learns either order"}
+    orders = {"c p1 p2": _("channel first (c, p1, p2), the order of a Conv2d's weights"),
+              "p1 p2 c": _("pixel first (p1, p2, c), as in lucidrains' vit-pytorch; the Linear learns either order")}
     chosen = None
     for shape, p in (((2, 3, 8, 12), 4), ((2, 3, 8, 12), 2), ((1, 1, 16, 16), 4)):
         images = torch.randn(shape)
@@ -83,35 +84,39 @@ def check_capstone_patchify(patchify):
         N, L = (H // p) * (W // p), C * p * p
         got = call(patchify, images, p)
         if isinstance(got, torch.Tensor) and tuple(got.shape) == (B, L, N) and N != L:
-            raise CheckFailed(f"patchify({fmt_shape(shape)}, {p}) returned {fmt_shape(got.shape)}: one row per "
-                              f"*feature*. The result needs one row per patch, [B, N, C*P*P] = {fmt_shape((B, N, L))}.")
-        expect_tensor(got, f"patchify(images {fmt_shape(shape)}, {p})", shape=(B, N, L))
+            raise CheckFailed(_("patchify({shape}, {p}) returned {got}: one row per "
+                                "*feature*. The result needs one row per patch, [B, N, C*P*P] = {expected}.").format(
+                shape=fmt_shape(shape), p=p, got=fmt_shape(got.shape), expected=fmt_shape((B, N, L))))
+        what = _("patchify(images {shape}, {p})").format(shape=fmt_shape(shape), p=p)
+        expect_tensor(got, what, shape=(B, N, L))
         if not torch.equal(images, original):
-            raise CheckFailed("patchify changed the images in place; return a new tensor and leave its input alone.")
+            raise CheckFailed(_("patchify changed the images in place; return a new tensor and leave its input "
+                                "alone."))
         matches = [o for o in orders if torch.allclose(got, _patchify(images, p, o))]
         if matches:
             if chosen is not None and chosen not in matches:
-                raise CheckFailed("the order of the numbers inside a patch changes with the image size; "
-                                  "flatten every patch the same way.")
+                raise CheckFailed(_("the order of the numbers inside a patch changes with the image size; "
+                                    "flatten every patch the same way."))
             chosen = chosen or matches[0]
             continue
         wrong = {
-            "the patches are scrambled: reading the numbers in memory order, each 'patch' is a run of "
-            "consecutive pixels along a row, not a P x P square. The axes have to be moved before flattening.":
+            _("the patches are scrambled: reading the numbers in memory order, each 'patch' is a run of "
+              "consecutive pixels along a row, not a P x P square. The axes have to be moved before flattening."):
                 images.reshape(B, N, L),
-            "the patches come column by column; number them row by row (left to right, then top to bottom), "
-            "the order the position embeddings are learned for.":
+            _("the patches come column by column; number them row by row (left to right, then top to bottom), "
+              "the order the position embeddings are learned for."):
                 _patchify(images, p, "c p1 p2", grid="w h"),
-            "the patches come column by column; number them row by row (left to right, then top to bottom).":
+            _("the patches come column by column; number them row by row (left to right, then top to bottom)."):
                 _patchify(images, p, "p1 p2 c", grid="w h"),
-            "each patch is transposed (pixel columns before pixel rows): keep the pixel row before the pixel column.":
+            _("each patch is transposed (pixel columns before pixel rows): keep the pixel row before the pixel column."):
                 _patchify(images, p, "c p2 p1"),
-            "each 'patch' gathers pixels spread over the whole image: when splitting a side, the grid position "
-            "comes first and the pixel inside the patch second.":
+            _("each 'patch' gathers pixels spread over the whole image: when splitting a side, the grid position "
+              "comes first and the pixel inside the patch second."):
                 images.reshape(B, C, p, H // p, p, W // p).permute(0, 3, 5, 1, 2, 4).reshape(B, N, L),
         }
-        expect_close(got, _patchify(images, p), f"patchify(images {fmt_shape(shape)}, {p})", wrong_variants=wrong)
-    return f"[2, 3, 8, 12] -> [2, 6, 48] and [1, 1, 16, 16] -> [1, 16, 16], patches row by row, each one {orders[chosen]}."
+        expect_close(got, _patchify(images, p), what, wrong_variants=wrong)
+    return _("[2, 3, 8, 12] -> [2, 6, 48] and [1, 1, 16, 16] -> [1, 16, 16], patches row by row, each one "
+             "{order}.").format(order=orders[chosen])
 
 
 # --- 10.2 multi-head attention ---------------------------------------------------------------------
@@ -151,8 +156,9 @@ def _randomize(module: nn.Module, std: float = 0.5, norm_mean: float = 0.0) -> n
 def _expect_layers(module, names, who, given):
     missing = [n for n in names if not isinstance(getattr(module, n, None), nn.Module)]
     if missing:
-        raise CheckFailed(f"{who} has no {', '.join('self.' + n for n in missing)}: keep the layers {given} creates "
-                          "(the check reads their weights).")
+        raise CheckFailed(_("{who} has no {missing}: keep the layers {given} creates "
+                            "(the check reads their weights).").format(
+            who=who, missing=", ".join("self." + n for n in missing), given=given))
 
 
 @exercise("10.2", "multi-head attention", hints=(
@@ -167,39 +173,42 @@ def check_capstone_attention(attention_class):
     for dim, heads, shape in ((16, 4, (2, 5, 16)), (12, 3, (1, 7, 12))):
         attn = call(attention_class, dim, heads)
         if not isinstance(attn, nn.Module):
-            raise CheckFailed(f"MultiHeadAttention({dim}, {heads}) should build an nn.Module, got {type(attn).__name__}.")
-        _expect_layers(attn, ("qkv", "proj"), f"MultiHeadAttention({dim}, {heads})", "the given __init__")
+            raise CheckFailed(_("MultiHeadAttention({dim}, {heads}) should build an nn.Module, got {type}.").format(
+                dim=dim, heads=heads, type=type(attn).__name__))
+        _expect_layers(attn, ("qkv", "proj"), f"MultiHeadAttention({dim}, {heads})", _("the given __init__"))
         _randomize(attn.eval())
         x = torch.randn(shape)
         with torch.no_grad():
-            got = expect_tensor(call(attn, x), f"attention(x {fmt_shape(shape)})", shape=shape)
+            what = _("attention(x {shape})").format(shape=fmt_shape(shape))
+            got = expect_tensor(call(attn, x), what, shape=shape)
             B, N, D = shape
             q, k, v = attn.qkv(x).reshape(B, N, 3, heads, D // heads).permute(2, 0, 3, 1, 4)
             want = attn.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, D))
             wrong = {
-                "the scores are not scaled: divide them by the square root of the head size d before the softmax, "
-                "or the softmax saturates as d grows.": _mha(x, attn.qkv, attn.proj, heads, scale="none"),
-                "the scores are divided by the square root of the model width D; each head's dot products have only "
-                "d = D / heads terms, so scale by the square root of d.": _mha(x, attn.qkv, attn.proj, heads, scale="D"),
-                "the softmax runs over the queries (the second-last axis of the scores); each query's weights must "
-                "sum to 1 over the keys, the last axis.": _mha(x, attn.qkv, attn.proj, heads, softmax_dim=-2),
-                "the scores are used without a softmax: turn each query's scores into weights that sum to 1 over "
-                "the keys.": _mha(x, attn.qkv, attn.proj, heads, softmax=False),
-                "the heads were merged without moving the head axis back: [B, heads, N, d] must become "
-                "[B, N, heads, d] before it is flattened to [B, N, D], or tokens get mixed up.":
+                _("the scores are not scaled: divide them by the square root of the head size d before the softmax, "
+                  "or the softmax saturates as d grows."): _mha(x, attn.qkv, attn.proj, heads, scale="none"),
+                _("the scores are divided by the square root of the model width D; each head's dot products have only "
+                  "d = D / heads terms, so scale by the square root of d."): _mha(x, attn.qkv, attn.proj, heads, scale="D"),
+                _("the softmax runs over the queries (the second-last axis of the scores); each query's weights must "
+                  "sum to 1 over the keys, the last axis."): _mha(x, attn.qkv, attn.proj, heads, softmax_dim=-2),
+                _("the scores are used without a softmax: turn each query's scores into weights that sum to 1 over "
+                  "the keys."): _mha(x, attn.qkv, attn.proj, heads, softmax=False),
+                _("the heads were merged without moving the head axis back: [B, heads, N, d] must become "
+                  "[B, N, heads, d] before it is flattened to [B, N, D], or tokens get mixed up."):
                     _mha(x, attn.qkv, attn.proj, heads, merge="reshape"),
-                "q, k and v were cut into heads without moving the head axis: [B, N, D] read straight as "
-                "[B, heads, N, d] mixes numbers of different tokens. Split D into (heads, d), then move the "
-                "heads before the tokens.": _mha(x, attn.qkv, attn.proj, heads, split="no_transpose"),
-                "qkv's output was split as [B, N, heads, 3, d]; its layout is [all queries | all keys | all values], "
-                "so the 3 comes before the heads: [B, N, 3, heads, d].": _mha(x, attn.qkv, attn.proj, heads, split="h3d"),
-                "this is single-head attention: split D into heads of size d = D / heads and attend within each.":
+                _("q, k and v were cut into heads without moving the head axis: [B, N, D] read straight as "
+                  "[B, heads, N, d] mixes numbers of different tokens. Split D into (heads, d), then move the "
+                  "heads before the tokens."): _mha(x, attn.qkv, attn.proj, heads, split="no_transpose"),
+                _("qkv's output was split as [B, N, heads, 3, d]; its layout is [all queries | all keys | all values], "
+                  "so the 3 comes before the heads: [B, N, 3, heads, d]."): _mha(x, attn.qkv, attn.proj, heads, split="h3d"),
+                _("this is single-head attention: split D into heads of size d = D / heads and attend within each."):
                     _mha(x, attn.qkv, attn.proj, heads, split="one"),
-                "the output projection is missing: the heads, side by side again, go through self.proj.":
+                _("the output projection is missing: the heads, side by side again, go through self.proj."):
                     _mha(x, attn.qkv, attn.proj, heads, use_proj=False),
             }
-            expect_close(got, want, f"attention(x {fmt_shape(shape)})", wrong_variants=wrong)
-    return "equals softmax(q k^T / sqrt(d)) v per head, heads merged and projected (dims 16 with 4 heads, 12 with 3)."
+            expect_close(got, want, what, wrong_variants=wrong)
+    return _("equals softmax(q k^T / sqrt(d)) v per head, heads merged and projected (dims 16 with 4 heads, 12 "
+             "with 3).")
 
 
 # --- 10.3 the pre-norm block -----------------------------------------------------------------------
@@ -226,39 +235,41 @@ def check_capstone_block(block_class):
     dim, heads = 16, 2
     block = call(block_class, dim, heads)
     if not isinstance(block, nn.Module):
-        raise CheckFailed(f"Block({dim}, {heads}) should build an nn.Module, got {type(block).__name__}.")
-    _expect_layers(block, ("norm1", "attn", "norm2", "mlp"), f"Block({dim}, {heads})", "the given __init__")
+        raise CheckFailed(_("Block({dim}, {heads}) should build an nn.Module, got {type}.").format(
+            dim=dim, heads=heads, type=type(block).__name__))
+    _expect_layers(block, ("norm1", "attn", "norm2", "mlp"), f"Block({dim}, {heads})", _("the given __init__"))
     block.attn = _ReferenceAttention(dim, heads)
     _randomize(block.eval(), norm_mean=1.0)
     n1, attn, n2, mlp = block.norm1, block.attn, block.norm2, block.mlp
     x = torch.randn(2, 5, dim) * 3 + 1  # not normalised already, so norm(x) != x
     with torch.no_grad():
-        got = expect_tensor(call(block, x.clone()), "block(x [2, 5, 16])", shape=x.shape)
+        got = expect_tensor(call(block, x.clone()), _("block(x [2, 5, 16])"), shape=x.shape)
         h = x + attn(n1(x))
         want = h + mlp(n2(h))
         post = n1(x + attn(x))
         streamed = n1(x) + attn(n1(x))
         wrong = {
-            "this is the post-norm order (the sum of each branch and x is normalised, as in the original "
-            "Transformer). ViT normalises what enters each branch and leaves the sum alone.":
+            _("this is the post-norm order (the sum of each branch and x is normalised, as in the original "
+              "Transformer). ViT normalises what enters each branch and leaves the sum alone."):
                 n2(post + mlp(post)),
-            "the attention half is post-norm: its residual sum went through norm1. Normalise only what enters "
-            "the branch.": n1(x + attn(n1(x))) + mlp(n2(n1(x + attn(n1(x))))),
-            "both residual connections are missing: after each branch, add its input stream back.":
+            _("the attention half is post-norm: its residual sum went through norm1. Normalise only what enters "
+              "the branch."): n1(x + attn(n1(x))) + mlp(n2(n1(x + attn(n1(x))))),
+            _("both residual connections are missing: after each branch, add its input stream back."):
                 mlp(n2(attn(n1(x)))),
-            "the attention residual is missing: the first step adds the branch to x instead of replacing x.":
+            _("the attention residual is missing: the first step adds the branch to x instead of replacing x."):
                 attn(n1(x)) + mlp(n2(attn(n1(x)))),
-            "the MLP residual is missing: the second step adds the MLP's output to the stream.": mlp(n2(h)),
-            "the stream itself was normalised before the attention residual: the identity path must carry x "
-            "unchanged; only the branch input is normalised.": streamed + mlp(n2(streamed)),
-            "the MLP reads the stream without its LayerNorm: the second branch has its own normalisation.": h + mlp(h),
-            "norm1 and norm2 are swapped: attention uses norm1, the MLP norm2.":
+            _("the MLP residual is missing: the second step adds the MLP's output to the stream."): mlp(n2(h)),
+            _("the stream itself was normalised before the attention residual: the identity path must carry x "
+              "unchanged; only the branch input is normalised."): streamed + mlp(n2(streamed)),
+            _("the MLP reads the stream without its LayerNorm: the second branch has its own normalisation."): h + mlp(h),
+            _("norm1 and norm2 are swapped: attention uses norm1, the MLP norm2."):
                 (x + attn(n2(x))) + mlp(n1(x + attn(n2(x)))),
-            "both branches read the block's input (a 'parallel' block): the MLP must see the stream after the "
-            "attention step.": h + mlp(n2(x)),
+            _("both branches read the block's input (a 'parallel' block): the MLP must see the stream after the "
+              "attention step."): h + mlp(n2(x)),
         }
-        expect_close(got, want, "block(x [2, 5, 16])", wrong_variants=wrong)
-    return "x + attn(norm1(x)), then x + mlp(norm2(x)): the residual stream is never normalised inside the block."
+        expect_close(got, want, _("block(x [2, 5, 16])"), wrong_variants=wrong)
+    return _("x + attn(norm1(x)), then x + mlp(norm2(x)): the residual stream is never normalised inside the "
+             "block.")
 
 
 # --- 10.4 the ViT ----------------------------------------------------------------------------------
@@ -269,10 +280,11 @@ _VIT_CONFIG = dict(img_size=12, patch_size=4, in_chans=3, num_classes=7, dim=24,
 def _parameter(model, name, what):
     value = getattr(model, name, None)
     if not isinstance(value, torch.Tensor):
-        raise CheckFailed(f"the model has no self.{name} (timm's name for {what}); create it in __init__ as an "
-                          "nn.Parameter so the check can find it.")
+        raise CheckFailed(_("the model has no self.{name} (timm's name for {what}); create it in __init__ as an "
+                            "nn.Parameter so the check can find it.").format(name=name, what=what))
     if not isinstance(value, nn.Parameter):
-        raise CheckFailed(f"self.{name} is a plain tensor, so it would never be trained: wrap it in nn.Parameter.")
+        raise CheckFailed(_("self.{name} is a plain tensor, so it would never be trained: wrap it in "
+                            "nn.Parameter.").format(name=name))
     return value
 
 
@@ -291,36 +303,41 @@ def check_capstone_vit(vit_class):
     model = call(vit_class, **cfg)
     built = "ViT(img_size=12, patch_size=4, in_chans=3, num_classes=7, dim=24, depth=2, heads=2, mlp_ratio=2)"
     if not isinstance(model, nn.Module):
-        raise CheckFailed(f"{built} should build an nn.Module, got {type(model).__name__}.")
-    cls_token = _parameter(model, "cls_token", "the class token")
+        raise CheckFailed(_("{built} should build an nn.Module, got {type}.").format(
+            built=built, type=type(model).__name__))
+    cls_token = _parameter(model, "cls_token", _("the class token"))
     if cls_token.numel() != D:
-        raise CheckFailed(f"cls_token has shape {fmt_shape(cls_token.shape)}; it is one learned vector of D = {D} "
-                          f"numbers, shape [1, 1, {D}], shared by all images.")
-    pos_embed = _parameter(model, "pos_embed", "the position embeddings")
+        raise CheckFailed(_("cls_token has shape {shape}; it is one learned vector of D = {D} "
+                            "numbers, shape [1, 1, {D}], shared by all images.").format(
+            shape=fmt_shape(cls_token.shape), D=D))
+    pos_embed = _parameter(model, "pos_embed", _("the position embeddings"))
     if pos_embed.numel() == N * D:
-        raise CheckFailed(f"pos_embed has {N} positions, one per patch; the class token needs one too: "
-                          f"N + 1 = {N + 1} rows of D = {D} (ViT paper, Eq. 1).")
+        raise CheckFailed(_("pos_embed has {N} positions, one per patch; the class token needs one too: "
+                            "N + 1 = {tokens} rows of D = {D} (ViT paper, Eq. 1).").format(N=N, tokens=N + 1, D=D))
     if pos_embed.numel() != (N + 1) * D:
-        raise CheckFailed(f"pos_embed has shape {fmt_shape(pos_embed.shape)}; with {N} patches and the class token "
-                          f"it should hold one D = {D} vector per token: [1, {N + 1}, {D}].")
+        raise CheckFailed(_("pos_embed has shape {shape}; with {N} patches and the class token "
+                            "it should hold one D = {D} vector per token: [1, {tokens}, {D}].").format(
+            shape=fmt_shape(pos_embed.shape), N=N, D=D, tokens=N + 1))
     model.eval()
     x = torch.randn(3, cfg["in_chans"], cfg["img_size"], cfg["img_size"])
     with torch.no_grad():
         out = call(model, x)
         if isinstance(out, torch.Tensor) and tuple(out.shape) == (3, N + 1, K):
-            raise CheckFailed(f"the model returns one prediction per token, {fmt_shape(out.shape)}: the head reads "
-                              "only the class token's final state (the first token).")
+            raise CheckFailed(_("the model returns one prediction per token, {shape}: the head reads "
+                                "only the class token's final state (the first token).").format(
+                shape=fmt_shape(out.shape)))
         if isinstance(out, torch.Tensor) and tuple(out.shape) == (3, N + 1, D):
-            raise CheckFailed(f"the model returns all token states {fmt_shape(out.shape)}: finish with the final "
-                              "norm and the head, applied to the class token only.")
-        expect_tensor(out, f"{built} applied to images [3, 3, 12, 12]", shape=(3, K))
+            raise CheckFailed(_("the model returns all token states {shape}: finish with the final "
+                                "norm and the head, applied to the class token only.").format(
+                shape=fmt_shape(out.shape)))
+        expect_tensor(out, _("{built} applied to images [3, 3, 12, 12]").format(built=built), shape=(3, K))
         if not torch.isfinite(out).all():
-            raise CheckFailed("the model's output contains NaN or inf at initialisation; look for a division by "
-                              "zero or an uninitialised tensor (torch.empty) in __init__.")
-        alone = expect_tensor(call(model, x[1:2]), "the model applied to one image", shape=(1, K))
+            raise CheckFailed(_("the model's output contains NaN or inf at initialisation; look for a division by "
+                                "zero or an uninitialised tensor (torch.empty) in __init__."))
+        alone = expect_tensor(call(model, x[1:2]), _("the model applied to one image"), shape=(1, K))
         if not torch.allclose(alone, out[1:2], atol=1e-4, rtol=1e-3):
-            raise CheckFailed("an image's prediction changes with the other images in the batch: some operation "
-                              "mixes the batch axis (a softmax, mean or concatenation over the first axis?).")
+            raise CheckFailed(_("an image's prediction changes with the other images in the batch: some operation "
+                                "mixes the batch axis (a softmax, mean or concatenation over the first axis?)."))
 
         # Random weights everywhere (a zero-initialised pos_embed would hide its use), then ask
         # whether the class token and the position embeddings change anything.
@@ -330,13 +347,14 @@ def check_capstone_vit(vit_class):
         C, S, P = cfg["in_chans"], cfg["img_size"], cfg["patch_size"]
         shuffled = _unpatchify(_patchify(x, P)[:, order], P, C, S, S)
         if torch.allclose(call(probe, shuffled), base, atol=1e-4, rtol=1e-3):
-            raise CheckFailed("shuffling the patches of an image does not change its prediction: the model sees a "
-                              "bag of patches. The position embeddings must be added to the tokens (all N + 1 of them).")
+            raise CheckFailed(_("shuffling the patches of an image does not change its prediction: the model sees a "
+                                "bag of patches. The position embeddings must be added to the tokens (all N + 1 of "
+                                "them)."))
         saved = probe.cls_token.clone()
         probe.cls_token.add_(torch.randn_like(saved))  # not a constant: LayerNorm would remove that
         if torch.allclose(call(probe, x), base, atol=1e-4, rtol=1e-3):
-            raise CheckFailed("changing cls_token does not change the output: the class token never enters the "
-                              "sequence. Put it in front of every image's patch tokens before the blocks.")
+            raise CheckFailed(_("changing cls_token does not change the output: the class token never enters the "
+                                "sequence. Put it in front of every image's patch tokens before the blocks."))
         probe.cls_token.copy_(saved)
 
     probe.train()
@@ -345,12 +363,14 @@ def check_capstone_vit(vit_class):
     unused = [name for name, p in probe.named_parameters()
               if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     if unused:
-        raise CheckFailed(f"{len(unused)} parameter(s) get no gradient, so training would never change them: "
-                          f"{', '.join(unused[:4])}{' ...' if len(unused) > 4 else ''}. Each layer created in "
-                          "__init__ has to be used in forward.")
+        names = ", ".join(unused[:4]) + (" ..." if len(unused) > 4 else "")
+        raise CheckFailed(_("{count} parameter(s) get no gradient, so training would never change them: "
+                            "{names}. Each layer created in __init__ has to be used in forward.").format(
+            count=len(unused), names=names))
     params = sum(p.numel() for p in model.parameters())
-    return (f"[3, 3, 12, 12] -> [3, 7]; a class token and {N + 1} position embeddings in use, predictions depend "
-            f"on where each patch is, every one of the {params:,} parameters gets a gradient.")
+    return _("[3, 3, 12, 12] -> [3, 7]; a class token and {positions} position embeddings in use, predictions depend "
+             "on where each patch is, every one of the {params:,} parameters gets a gradient.").format(
+        positions=N + 1, params=params)
 
 
 # --- 10.5 the trained model ------------------------------------------------------------------------
@@ -363,22 +383,28 @@ def _digits_test(image_size: int):
     return torch.stack([test[i][0] for i in range(len(test))]), test.targets.clone()
 
 
-def _library_classes(model: nn.Module) -> list[str]:
-    """``'where: module.Class'`` for every submodule made by a library ViT, not by the learner."""
+def _library_classes(model: nn.Module) -> list[tuple[str, bool, str]]:
+    """``(where, is_subclass, 'module.Class')`` for every submodule made by a library ViT, not by the learner."""
     found = []
     for name, module in model.named_modules():
         where = f"model.{name}" if name else "model"
         cls = type(module)
         for base in cls.__mro__:
             if (base.__module__ or "").split(".")[0] in _FOREIGN_PACKAGES:
-                what = f"{base.__module__}.{base.__qualname__}"
-                found.append(f"{where} is {what}" if base is cls else f"{where} subclasses {what}")
+                found.append((where, base is not cls, f"{base.__module__}.{base.__qualname__}"))
                 break
         else:
             if isinstance(module, _READY_MADE):
                 ready = next(r for r in _READY_MADE if isinstance(module, r))
-                found.append(f"{where} is torch.nn.{ready.__name__}")
+                found.append((where, False, f"torch.nn.{ready.__name__}"))
     return found
+
+
+def _library_class_line(where: str, is_subclass: bool, what: str) -> str:
+    """One finding of :func:`_library_classes`, in the language in use."""
+    if is_subclass:
+        return _("{where} subclasses {what}").format(where=where, what=what)
+    return _("{where} is {what}").format(where=where, what=what)
 
 
 def _own_classes(model: nn.Module) -> list[str]:
@@ -422,36 +448,39 @@ def check_capstone(model, image_size: int = 16):
     check computes the accuracy itself. ``model=None`` (nothing trained yet) is "not done yet".
     """
     if model is None:
-        raise NotDone("there is no trained model yet. Hint: finish the four exercises above (patchify, attention, "
-                      "block, ViT); the training cell then builds and trains your ViT, and this check evaluates it. "
-                      'More help: checks.hint("10.5").')
+        raise NotDone(_("there is no trained model yet. Hint: finish the four exercises above (patchify, attention, "
+                        "block, ViT); the training cell then builds and trains your ViT, and this check evaluates it. "
+                        'More help: checks.hint("10.5").'))
     if isinstance(image_size, bool) or not isinstance(image_size, int) or not 8 <= image_size <= 64:
-        raise CheckFailed(f"image_size should be the side of the digits the model was trained on (an integer "
-                          f"from 8 to 64, 16 in the notebook), got {image_size!r}.")
+        raise CheckFailed(_("image_size should be the side of the digits the model was trained on (an integer "
+                            "from 8 to 64, 16 in the notebook), got {image_size!r}.").format(image_size=image_size))
     images, labels = _digits_test(image_size)
     if not isinstance(model, nn.Module):
         call(model, images[:2])  # a placeholder still raising NotImplementedError is "not done yet"
-        raise CheckFailed(f"check_capstone expects your trained model, an nn.Module (your ViT from 10.4), "
-                          f"got {type(model).__name__}.")
+        raise CheckFailed(_("check_capstone expects your trained model, an nn.Module (your ViT from 10.4), "
+                            "got {type}.").format(type=type(model).__name__))
 
     library = _library_classes(model)
-    if library and library[0].startswith("model is "):
-        raise CheckFailed(f"the {library[0].removeprefix('model is ')} given here is the course package's (or a "
-                          "library's) finished model, not yours. The capstone asks for your own classes from this "
-                          "notebook's exercises, built from plain torch layers.")
+    if library and library[0][:2] == ("model", False):
+        raise CheckFailed(_("the {what} given here is the course package's (or a "
+                            "library's) finished model, not yours. The capstone asks for your own classes from this "
+                            "notebook's exercises, built from plain torch layers.").format(what=library[0][2]))
     if library:
-        more = f" (and {len(library) - 3} more)" if len(library) > 3 else ""
-        raise CheckFailed(f"the model is not built from your code: {'; '.join(library[:3])}{more}. The capstone "
-                          "asks for your own classes from this notebook's exercises, built from plain torch layers.")
+        more = _(" (and {count} more)").format(count=len(library) - 3) if len(library) > 3 else ""
+        found = "; ".join(_library_class_line(*finding) for finding in library[:3])
+        raise CheckFailed(_("the model is not built from your code: {found}{more}. The capstone "
+                            "asks for your own classes from this notebook's exercises, built from plain torch "
+                            "layers.").format(found=found, more=more))
     own = _own_classes(model)
     if not own:
-        raise CheckFailed(f"the model is built only from torch's layers ({type(model).__name__}); the capstone "
-                          "asks for your own ViT class from exercise 10.4.")
+        raise CheckFailed(_("the model is built only from torch's layers ({type}); the capstone "
+                            "asks for your own ViT class from exercise 10.4.").format(type=type(model).__name__))
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
-        raise CheckFailed(f"{len(bad)} parameter tensor(s) contain NaN or inf ({', '.join(bad[:3])}"
-                          f"{' ...' if len(bad) > 3 else ''}): training diverged. Look at the loss per epoch; "
-                          "lower the learning rate, keep the warmup and gradient clipping, then train again.")
+        names = ", ".join(bad[:3]) + (" ..." if len(bad) > 3 else "")
+        raise CheckFailed(_("{count} parameter tensor(s) contain NaN or inf ({names}): training diverged. Look at "
+                            "the loss per epoch; lower the learning rate, keep the warmup and gradient clipping, "
+                            "then train again.").format(count=len(bad), names=names))
 
     device = next(iter(model.parameters()), torch.empty(0)).device
     was_training = model.training
@@ -461,37 +490,45 @@ def check_capstone(model, image_size: int = 16):
             try:
                 out, package_calls = _traced_call(call, model, images.to(device, copy=True))
             except LearnerError as error:
-                raise CheckFailed(f"{error}. check_capstone feeds the {len(labels)} test digits as "
-                                  f"[{len(labels)}, 1, {image_size}, {image_size}]; if you trained on another "
-                                  "size, pass image_size=.") from None
+                raise CheckFailed(_("{error}. check_capstone feeds the {n} test digits as "
+                                    "[{n}, 1, {image_size}, {image_size}]; if you trained on another "
+                                    "size, pass image_size=.").format(error=error, n=len(labels),
+                                                                      image_size=image_size)) from None
     finally:
         model.train(was_training)
     if package_calls:
-        raise CheckFailed(f"the course package's code runs inside your model's forward pass: "
-                          f"{', '.join(package_calls[:3])}{' ...' if len(package_calls) > 3 else ''}. Use your own "
-                          "functions from this notebook's exercises.")
+        calls = ", ".join(package_calls[:3]) + (" ..." if len(package_calls) > 3 else "")
+        raise CheckFailed(_("the course package's code runs inside your model's forward pass: "
+                            "{calls}. Use your own functions from this notebook's exercises.").format(calls=calls))
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         out = out[0]
     n = len(labels)
     if isinstance(out, torch.Tensor) and out.ndim == 3 and out.shape[0] == n and out.shape[-1] == 10:
-        raise CheckFailed(f"the model returns one prediction per token, {fmt_shape(out.shape)}: the head should "
-                          "read only the class token, giving [360, 10].")
-    expect_tensor(out, f"the model's output for the {n} test digits", shape=(n, 10))
+        raise CheckFailed(_("the model returns one prediction per token, {shape}: the head should "
+                            "read only the class token, giving [360, 10].").format(shape=fmt_shape(out.shape)))
+    expect_tensor(out, _("the model's output for the {n} test digits").format(n=n), shape=(n, 10))
     finite = torch.isfinite(out).all(dim=1)
     if not finite.all():
-        raise CheckFailed(f"the model's output is NaN or inf for {int((~finite).sum())} of the {n} test digits; "
-                          "the weights are finite, so look for a division by zero or a log of zero in forward.")
+        raise CheckFailed(_("the model's output is NaN or inf for {count} of the {n} test digits; "
+                            "the weights are finite, so look for a division by zero or a log of zero in "
+                            "forward.").format(count=int((~finite).sum()), n=n))
     accuracy = (out.argmax(dim=1).cpu() == labels).float().mean().item()
     if accuracy < CAPSTONE_THRESHOLD:
         gap = 100 * (CAPSTONE_THRESHOLD - accuracy)
         if accuracy < 0.2:
-            advice = ("That is about chance (one in ten): the model has not learned. Did the training cell run on "
-                      "this model, and does its loss fall from epoch to epoch?")
+            advice = _("That is about chance (one in ten): the model has not learned. Did the training cell run on "
+                       "this model, and does its loss fall from epoch to epoch?")
         else:
-            advice = ("It learned, but not enough: make sure the four exercises above all pass, then train with "
-                      "the training cell's recipe, or a few epochs longer.")
-        raise CheckFailed(f"your ViT classifies {accuracy:.1%} of the {n} test digits, {gap:.1f} points below the "
-                          f"{CAPSTONE_THRESHOLD:.0%} this check asks for. {advice}")
+            advice = _("It learned, but not enough: make sure the four exercises above all pass, then train with "
+                       "the training cell's recipe, or a few epochs longer.")
+        raise CheckFailed(_("your ViT classifies {accuracy:.1%} of the {n} test digits, {gap:.1f} points below the "
+                            "{threshold:.0%} this check asks for. {advice}").format(
+            accuracy=accuracy, n=n, gap=gap, threshold=CAPSTONE_THRESHOLD, advice=advice))
     params = sum(p.numel() for p in model.parameters())
-    return (f"your own model ({', '.join(own)}; {params:,} parameter{'s' * (params != 1)}) classifies at least "
-            f"{CAPSTONE_THRESHOLD:.0%} of the {n} test digits it never saw.")
+    if params == 1:
+        passed = _("your own model ({classes}; {params:,} parameter) classifies at least "
+                   "{threshold:.0%} of the {n} test digits it never saw.")
+    else:
+        passed = _("your own model ({classes}; {params:,} parameters) classifies at least "
+                   "{threshold:.0%} of the {n} test digits it never saw.")
+    return passed.format(classes=", ".join(own), params=params, threshold=CAPSTONE_THRESHOLD, n=n)
