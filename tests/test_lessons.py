@@ -32,12 +32,12 @@ from vit_lesson.checks.core import HINTS
 from vit_lesson.classroom import BEGIN, strip_solutions
 
 notebooks = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-DECIMAL = re.compile(r"(?<![\w.])\d*\.\d+(?:e[-+]?\d+)?")
+DECIMAL = re.compile(r"(?<![\w.])(?:\d*\.\d+(?:e[-+]?\d+)?|\d+e[-+]?\d+)")
 EXERCISE_NUMBER = re.compile(r"(Exercise|exercise|hint\(\"|Mirror|version|v)\s*\d+\.\d+")
 CODE_IN_HINT = re.compile(r"\w\(|\)\.|\[[^\]]*:|\w\.\w+\(|=|`")
 MIN_DPI, MIN_WIDTH = 100, 400
 #: Decimals written as literals in the checks' own code (``for (alpha, T) = (0.3, 4)``): constants, not results.
-CHECK_LITERALS = {d for path in (Path(checks.__file__).parent).glob("*.py") for d in DECIMAL.findall(path.read_text())}
+CHECK_LITERALS = {float(d) for path in Path(checks.__file__).parent.glob("*.py") for d in DECIMAL.findall(path.read_text())}
 
 
 def code_cells(path):
@@ -60,8 +60,8 @@ def test_checked_outputs_print_no_computed_decimals(path):
         if not cell.source.startswith("# NBVAL_CHECK_OUTPUT") or "# exact:" in cell.source:
             continue
         printed = EXERCISE_NUMBER.sub("", text_of(cell))
-        source_decimals = set(DECIMAL.findall(cell.source)) | CHECK_LITERALS
-        computed = [d for d in DECIMAL.findall(printed) if d not in source_decimals]
+        constants = {float(d) for d in DECIMAL.findall(cell.source)} | CHECK_LITERALS
+        computed = [d for d in DECIMAL.findall(printed) if float(d) not in constants]
         assert not computed, (
             f"{path.name}, code cell {number}: a `# NBVAL_CHECK_OUTPUT` cell prints {computed[:5]}, "
             "decimals that come from a float computation and round differently on another CPU. Print them "
