@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..embeddings import resize_position_embedding as reference_resize
+from ..i18n import _
 from .core import CheckFailed, LearnerError, call, exercise, expect_close, expect_tensor, fmt_shape
 
 __all__ = ["check_add_class_token_and_positions", "check_resize_position_embedding"]
@@ -25,19 +26,19 @@ def _token_inputs(b, n, d):
 def _token_mistakes(tokens, cls_token, pos_embed):
     cls = cls_token.expand(tokens.shape[0], -1, -1)
     return {
-        "the class token is at the END of the sequence: put it in FRONT, torch.cat([cls, patches], dim=1). "
-        "Position 0 is the class token's everywhere (the model reads its output at index 0).":
+        _("the class token is at the END of the sequence: put it in FRONT, torch.cat([cls, patches], dim=1). "
+          "Position 0 is the class token's everywhere (the model reads its output at index 0)."):
             torch.cat([tokens, cls], dim=1) + pos_embed,
-        "the position embeddings were not added: after torch.cat, add pos_embed ([1, N + 1, D] broadcasts "
-        "over the batch).": torch.cat([cls, tokens], dim=1),
-        "the position embeddings were added only to the patches: the class token needs its own position "
-        "embedding too. Concatenate first, then add all N + 1 of them.":
+        _("the position embeddings were not added: after torch.cat, add pos_embed ([1, N + 1, D] broadcasts "
+          "over the batch)."): torch.cat([cls, tokens], dim=1),
+        _("the position embeddings were added only to the patches: the class token needs its own position "
+          "embedding too. Concatenate first, then add all N + 1 of them."):
             torch.cat([cls, tokens + pos_embed[:, 1:]], dim=1),
-        "the position embeddings were added to the patches before the class token was put in front, using "
-        "pos_embed[:, :N]: every patch got its neighbour's position. Concatenate first, then add all N + 1.":
+        _("the position embeddings were added to the patches before the class token was put in front, using "
+          "pos_embed[:, :N]: every patch got its neighbour's position. Concatenate first, then add all N + 1."):
             torch.cat([cls, tokens + pos_embed[:, :-1]], dim=1),
-        "the class token was concatenated along the wrong axis or added to every patch: it is one extra "
-        "token, torch.cat([cls, patches], dim=1).": tokens + cls_token + pos_embed[:, 1:],
+        _("the class token was concatenated along the wrong axis or added to every patch: it is one extra "
+          "token, torch.cat([cls, patches], dim=1)."): tokens + cls_token + pos_embed[:, 1:],
     }
 
 
@@ -50,22 +51,24 @@ def check_add_class_token_and_positions(add_class_token_and_positions):
     """``f(patch_tokens [B, N, D], cls_token [1, 1, D], pos_embed [1, N + 1, D]) -> [B, N + 1, D]``."""
     for b, n, d in ((2, 6, 5), (3, 4, 5), (1, 9, 8)):
         tokens, cls_token, pos_embed = _token_inputs(b, n, d)
-        what = (f"add_class_token_and_positions(patch_tokens {fmt_shape(tokens.shape)}, cls_token "
-                f"{fmt_shape(cls_token.shape)}, pos_embed {fmt_shape(pos_embed.shape)})")
+        what = _("add_class_token_and_positions(patch_tokens {tokens}, cls_token {cls_token}, "
+                 "pos_embed {pos_embed})").format(tokens=fmt_shape(tokens.shape), cls_token=fmt_shape(cls_token.shape),
+                                                  pos_embed=fmt_shape(pos_embed.shape))
         try:
             got = expect_tensor(call(add_class_token_and_positions, tokens.clone(), cls_token.clone(), pos_embed.clone()), what)
         except LearnerError as error:
             if "Sizes of tensors must match" in str(error) or "Expected size" in str(error):
-                raise CheckFailed(f"{str(error).rstrip('.')}. The class token is [1, 1, D] but the batch has B = {b} images: "
-                                  "expand it to [B, 1, D] first, cls_token.expand(B, -1, -1), then "
-                                  "torch.cat([cls, patches], dim=1).") from None
+                raise CheckFailed(_("{error}. The class token is [1, 1, D] but the batch has B = {b} images: "
+                                    "expand it to [B, 1, D] first, cls_token.expand(B, -1, -1), then "
+                                    "torch.cat([cls, patches], dim=1).").format(error=str(error).rstrip("."), b=b)) from None
             raise
         if tuple(got.shape) == (b, n, d):
-            raise CheckFailed(f"{what} returned {fmt_shape(got.shape)}: N = {n} tokens, so the class token is "
-                              f"missing. Put it in front of the patches: {n} patches + 1 = {n + 1} tokens.")
+            raise CheckFailed(_("{what} returned {shape}: N = {n} tokens, so the class token is "
+                                "missing. Put it in front of the patches: {n} patches + 1 = {total} tokens.").format(
+                what=what, shape=fmt_shape(got.shape), n=n, total=n + 1))
         want = torch.cat([cls_token.expand(b, -1, -1), tokens], dim=1) + pos_embed
-        expect_close(got, want, "your output", wrong_variants=_token_mistakes(tokens, cls_token, pos_embed))
-    return "[2, 6, 5] -> [2, 7, 5]: the class token in front of every image's patches, then + E_pos."
+        expect_close(got, want, _("your output"), wrong_variants=_token_mistakes(tokens, cls_token, pos_embed))
+    return _("[2, 6, 5] -> [2, 7, 5]: the class token in front of every image's patches, then + E_pos.")
 
 
 # --- Exercise 2.2: resize learned position embeddings -------------------------------------------------
@@ -74,23 +77,30 @@ def check_add_class_token_and_positions(add_class_token_and_positions):
 _SETTINGS = [("bicubic", True, False), ("bicubic", False, False), ("bilinear", True, False),
              ("bilinear", False, False), ("bicubic", False, True), ("bilinear", False, True)]
 
-_RESIZE_MISTAKES = {
-    "cls last": "the class token is at the end: keep its embedding first, torch.cat([pos_embed[:, :1], grid], dim=1).",
-    "no permute": "you reshaped [1, H*W, D] straight to [1, D, H, W]: reshape keeps memory order, so each "
-                  "'channel' mixes pieces of different positions' embeddings. Reshape to [1, H, W, D], then "
-                  "permute(0, 3, 1, 2).",
-    "no permute back": "the resized grid [1, D, H', W'] was reshaped straight to [1, H'*W', D]: permute it back "
-                       "to [1, H', W', D] first (permute(0, 2, 3, 1)), then flatten.",
-    "nearest": "you used mode='nearest': it copies each old embedding into a block of new positions, so "
-               "neighbours get identical embeddings and the model cannot tell them apart. Use 'bicubic' "
-               "(timm's choice) or 'bilinear'.",
-    "nearest-exact": "wrong interpolation mode: you used mode='nearest-exact', which copies each old embedding "
-                     "into a block of new positions, so neighbours get identical embeddings. Use 'bicubic' "
-                     "(timm's choice) or 'bilinear'.",
-    "area": "wrong interpolation mode: you used mode='area' (averaging over blocks, adaptive average pooling). "
-            "Position embeddings are resized by smooth 2D interpolation: 'bicubic' (timm's choice) or "
-            "'bilinear'.",
-}
+#: The mistakes of 2.2 (the keys name the variants of :func:`_resize_variant`).
+_RESIZE_MISTAKE_NAMES = ("cls last", "no permute", "no permute back", "nearest", "nearest-exact", "area")
+
+
+def _resize_mistake(mistake: str) -> str:
+    """The explanation of one of :data:`_RESIZE_MISTAKE_NAMES`, in the language in use."""
+    return {
+        "cls last": _("the class token is at the end: keep its embedding first, torch.cat([pos_embed[:, :1], grid], "
+                      "dim=1)."),
+        "no permute": _("you reshaped [1, H*W, D] straight to [1, D, H, W]: reshape keeps memory order, so each "
+                        "'channel' mixes pieces of different positions' embeddings. Reshape to [1, H, W, D], then "
+                        "permute(0, 3, 1, 2)."),
+        "no permute back": _("the resized grid [1, D, H', W'] was reshaped straight to [1, H'*W', D]: permute it "
+                             "back to [1, H', W', D] first (permute(0, 2, 3, 1)), then flatten."),
+        "nearest": _("you used mode='nearest': it copies each old embedding into a block of new positions, so "
+                     "neighbours get identical embeddings and the model cannot tell them apart. Use 'bicubic' "
+                     "(timm's choice) or 'bilinear'."),
+        "nearest-exact": _("wrong interpolation mode: you used mode='nearest-exact', which copies each old "
+                           "embedding into a block of new positions, so neighbours get identical embeddings. Use "
+                           "'bicubic' (timm's choice) or 'bilinear'."),
+        "area": _("wrong interpolation mode: you used mode='area' (averaging over blocks, adaptive average "
+                  "pooling). Position embeddings are resized by smooth 2D interpolation: 'bicubic' (timm's choice) "
+                  "or 'bilinear'."),
+    }[mistake]
 _MODE_MISTAKES = ("nearest", "nearest-exact", "area")
 #: The second resize, a downsampling where every mode (and antialias) gives different numbers,
 #: with another D: (old grid, new grid, D).
@@ -98,7 +108,7 @@ _DOWN = (6, 4, 3)
 
 
 def _resize_variant(pos_embed, new_grid, setting, mistake=None):
-    """The resize with one interpolation ``setting``, done right or with one of ``_RESIZE_MISTAKES``."""
+    """The resize with one interpolation ``setting``, done right or with one of ``_RESIZE_MISTAKE_NAMES``."""
     mode, antialias, align = setting
     prefix, grid = pos_embed[:, :1], pos_embed[:, 1:]
     side, d = int(grid.shape[1] ** 0.5), grid.shape[-1]
@@ -129,51 +139,59 @@ def check_resize_position_embedding(resize):
     """
     old, new, d = 4, 7, 10
     pos_embed = torch.randn(1, 1 + old * old, d)
-    what = f"resize(pos_embed {fmt_shape(pos_embed.shape)}, new_grid={new})"
+    what = _("resize(pos_embed {shape}, new_grid={new})").format(shape=fmt_shape(pos_embed.shape), new=new)
     got = expect_tensor(call(resize, pos_embed.clone(), new), what)
     if tuple(got.shape) == (1, new * new, d):
-        raise CheckFailed(f"{what} returned {fmt_shape(got.shape)}: the class token's embedding is missing. "
-                          "Split it off first (pos_embed[:, :1]), resize only the patch grid, and put it back "
-                          "in front.")
+        raise CheckFailed(_("{what} returned {shape}: the class token's embedding is missing. "
+                            "Split it off first (pos_embed[:, :1]), resize only the patch grid, and put it back "
+                            "in front.").format(what=what, shape=fmt_shape(got.shape)))
     if tuple(got.shape) != (1, 1 + new * new, d):
-        raise CheckFailed(f"{what} should return [1, 1 + {new}*{new}, D] = {fmt_shape((1, 1 + new * new, d))}, "
-                          f"got {fmt_shape(got.shape)}.")
+        raise CheckFailed(_("{what} should return [1, 1 + {new}*{new}, D] = {expected}, got {shape}.").format(
+            what=what, new=new, expected=fmt_shape((1, 1 + new * new, d)), shape=fmt_shape(got.shape)))
     got = got.detach().float()
     close = lambda want: torch.allclose(got, want, atol=1e-4)  # noqa: E731
     match = next((setting for setting in _SETTINGS if close(_resize_variant(pos_embed, new, setting))), None)
     if match is None:  # not an accepted interpolation: name the mistake, or show where it differs
-        for mistake, text in _RESIZE_MISTAKES.items():
+        for mistake in _RESIZE_MISTAKE_NAMES:
             if any(close(_resize_variant(pos_embed, new, setting, mistake)) for setting in _SETTINGS):
-                raise CheckFailed(text)
-        expect_close(got, reference_resize(pos_embed, new), "your output", atol=1e-4)
-        raise CheckFailed("your output is not a 2D interpolation of the position grid.")
+                raise CheckFailed(_resize_mistake(mistake))
+        expect_close(got, reference_resize(pos_embed, new), _("your output"), atol=1e-4)
+        raise CheckFailed(_("your output is not a 2D interpolation of the position grid."))
     if not torch.equal(got[:, :1], pos_embed[:, :1]):
-        raise CheckFailed("the class token's embedding changed: keep pos_embed[:, :1] exactly as it is.")
-    same = expect_tensor(call(resize, pos_embed.clone(), old), f"resize(pos_embed, new_grid={old})")
+        raise CheckFailed(_("the class token's embedding changed: keep pos_embed[:, :1] exactly as it is."))
+    same = expect_tensor(call(resize, pos_embed.clone(), old), _("resize(pos_embed, new_grid={new})").format(new=old))
     if same.shape != pos_embed.shape or not torch.allclose(same.float(), pos_embed, atol=1e-5):
-        raise CheckFailed(f"resizing to the same grid ({old} x {old}) should give back the same embeddings; "
-                          "is a size hard-coded?")
+        raise CheckFailed(_("resizing to the same grid ({old} x {old}) should give back the same embeddings; "
+                            "is a size hard-coded?").format(old=old))
     down_old, down_new, down_d = _DOWN  # 4 -> 7 cannot tell area from aligned bilinear, nor antialias
     small = torch.randn(1, 1 + down_old * down_old, down_d)
-    what = f"resize(pos_embed {fmt_shape(small.shape)}, new_grid={down_new})"
+    what = _("resize(pos_embed {shape}, new_grid={new})").format(shape=fmt_shape(small.shape), new=down_new)
     try:
         got = expect_tensor(call(resize, small.clone(), down_new), what).detach().float()
     except LearnerError as error:
-        raise CheckFailed(f"correct from {old} x {old} to {new} x {new} with D = {d}, but on {what} "
-                          f"{str(error).rstrip('.')}: is a size hard-coded (the grid side, D)? Take the sizes from "
-                          "pos_embed.shape and new_grid.") from None
+        raise CheckFailed(_("correct from {old} x {old} to {new} x {new} with D = {d}, but on {what} "
+                            "{error}: is a size hard-coded (the grid side, D)? Take the sizes from "
+                            "pos_embed.shape and new_grid.").format(old=old, new=new, d=d, what=what,
+                                                                    error=str(error).rstrip("."))) from None
     right = (1, 1 + down_new * down_new, down_d)
     close = lambda want: got.shape == want.shape and torch.allclose(got, want, atol=1e-4)  # noqa: E731
     if not any(close(_resize_variant(small, down_new, setting)) for setting in _SETTINGS):
         for mistake in _MODE_MISTAKES:
             if close(_resize_variant(small, down_new, _SETTINGS[0], mistake)):
-                raise CheckFailed(_RESIZE_MISTAKES[mistake])
-        raise CheckFailed(f"correct from {old} x {old} to {new} x {new} with D = {d}, but {what} should be a "
-                          f"{fmt_shape(right)} bicubic or bilinear resize, got {fmt_shape(got.shape)} with other "
-                          "numbers: is a size hard-coded (the grid side, D), or is a mode used that only "
-                          "upsamples right? Take the sizes from pos_embed.shape and new_grid.")
-    mode, antialias, _ = match
-    note = "" if match == ("bicubic", True, False) else (
-        f" (You used {mode}{', no antialias' if not antialias else ''}: also fine; timm's default is bicubic "
-        "with antialias=True, which vit_lesson.embeddings.resize_position_embedding reproduces.)")
-    return f"a {old} x {old} grid -> {new} x {new}, class token kept, same size unchanged.{note}"
+                raise CheckFailed(_resize_mistake(mistake))
+        raise CheckFailed(_("correct from {old} x {old} to {new} x {new} with D = {d}, but {what} should be a "
+                            "{expected} bicubic or bilinear resize, got {shape} with other "
+                            "numbers: is a size hard-coded (the grid side, D), or is a mode used that only "
+                            "upsamples right? Take the sizes from pos_embed.shape and new_grid.").format(
+            old=old, new=new, d=d, what=what, expected=fmt_shape(right), shape=fmt_shape(got.shape)))
+    mode, antialias, _align_corners = match
+    if match == ("bicubic", True, False):
+        note = ""
+    elif antialias:
+        note = _(" (You used {mode}: also fine; timm's default is bicubic with antialias=True, which "
+                 "vit_lesson.embeddings.resize_position_embedding reproduces.)").format(mode=mode)
+    else:
+        note = _(" (You used {mode}, no antialias: also fine; timm's default is bicubic with antialias=True, which "
+                 "vit_lesson.embeddings.resize_position_embedding reproduces.)").format(mode=mode)
+    return _("a {old} x {old} grid -> {new} x {new}, class token kept, same size unchanged.{note}").format(
+        old=old, new=new, note=note)
