@@ -273,3 +273,36 @@ def test_spreadsheet_formulas_are_escaped_in_the_csv():
     table = list(csv.reader(io.StringIO(grading.csv_table(rows))))
     assert [r[0] for r in table[1:]] == ['\'=HYPERLINK("http://x","y")', "'@SUM(1)"]
     assert [r[-1] for r in table[1:]] == ["'+cmd|' /C calc'!A0", "'-2+3"]
+
+
+def test_a_report_in_chinese_has_chinese_headings_and_details(tmp_path):
+    """``language="zh-CN"``: grades.md, summary.md and the details in Chinese; the CSV's keys stay English."""
+    from vit_lesson.i18n import get_language
+
+    submissions, solutions = write_class(tmp_path, ["ada", "gus"])
+    out = tmp_path / "report"
+    before = get_language()
+    grades = grading.grade(submissions, out, timeout=TIMEOUT, solutions=solutions, jobs=2, log=None,
+                           language="zh-CN")
+    assert get_language() == before  # the language in use is restored
+    assert {g.learner: (g.status, g.exercises["1.1"]) for g in grades} == {"ada": ("ok", "pass"), "gus": ("ok", "missing")}
+    table = (out / "grades.md").read_text(encoding="utf-8")
+    assert table.startswith("| 学员 | 笔记本 | 状态 | 通过数 | 0.1 图像块的数量 | 1.1 patchify | 详情 |"), table
+    assert "| ada | 00_demo | 正常 | 2/2 | ✅ 通过 | ✅ 通过 |  |" in table
+    assert "| gus | 00_demo | 正常 | 1/2 | ✅ 通过 | · 缺失 | 练习 1.1 的检查没有运行 |" in table
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert summary.startswith("# 全班汇总\n\n| 练习 | 通过数 | 通过率 | 未通过 | 未完成 | 缺失 |")
+    rows = list(csv.DictReader(io.StringIO((out / "grades.csv").read_text(encoding="utf-8"))))
+    assert list(rows[0])[:4] == ["learner", "notebook", "status", "passed"] and rows[0]["status"] == "ok"
+    assert {r["learner"]: r["1.1 patchify"] for r in rows} == {"ada": "pass", "gus": "missing"}
+
+
+def test_check_lines_of_the_chinese_edition_are_parsed():
+    nb = notebook("print(1)")
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=(
+        "✅ 练习 3.1（注意力（可读路径））通过：好。\n"
+        "⏳ 练习 3.2（多头）还没有完成：提示：把 D 拆成 H x d。\n"
+        "❌ 练习 6.1（预热 + 余弦学习率）：预热（warmup）差了一步。\n"))]
+    results = grading.check_results(nb)
+    assert {k: v[:2] for k, v in results.items()} == {
+        "3.1": ("注意力（可读路径）", "pass"), "3.2": ("多头", "todo"), "6.1": ("预热 + 余弦学习率", "fail")}

@@ -43,6 +43,7 @@ grading of the others. Submissions are only read, never modified.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -63,6 +64,7 @@ from pathlib import Path
 
 from ._optional import optional
 from .checks.core import FAIL, PASS, TODO
+from .i18n import LANGUAGES, _, get_language, set_language
 
 nbformat = optional("nbformat")  # the [teacher] extra, imported when first used
 
@@ -76,11 +78,37 @@ MAX_OUTPUT = 8 << 20           # bytes of outputs kept per notebook (the rest is
 MAX_MESSAGE = MAX_OUTPUT + (4 << 20)  # one message from the kernel larger than this drops the connection
 MAX_NOTEBOOK = 50 << 20        # a submitted file larger than this is not run
 
-#: A check's line, as :class:`vit_lesson.checks.core.CheckResult` prints it.
+#: A check's line, as :class:`vit_lesson.checks.core.CheckResult` prints it, in English or (the
+#: zh-CN catalog's ``练习 {exercise}（{title}）通过：...``) in Chinese.
 CHECK_LINE = re.compile(
-    r"^(?P<icon>✅|⏳|❌) Exercise (?P<id>\S+) \((?P<title>.*?)\)(?: passed:| is not done yet:|:).*$", re.MULTILINE)
+    r"^(?P<icon>✅|⏳|❌) (?:Exercise (?P<id>\S+) \((?P<title>.*?)\)(?: passed:| is not done yet:|:)"
+    r"|练习 (?P<zh_id>[^\s（]+)（(?P<zh_title>.*?)）(?:通过：|还没有完成：|：)).*$", re.MULTILINE)
 _STATUS = {"✅": PASS, "⏳": TODO, "❌": FAIL}
-_ICON = {PASS: "✅ pass", FAIL: "❌ fail", TODO: "⏳ todo", MISSING: "· missing"}
+
+
+def _icon(value: str) -> str:
+    """An exercise cell of grades.md: the icon and the status word, in the language in use."""
+    return {PASS: "✅ " + _("pass"), FAIL: "❌ " + _("fail"), TODO: "⏳ " + _("todo"),
+            MISSING: "· " + _("missing")}.get(value, value)
+
+
+def _status_word(status: str) -> str:
+    """A notebook's status (ok / errors / crashed / ...) in grades.md, in the language in use."""
+    return {OK: _("ok"), ERRORS: _("errors"), CRASHED: _("crashed"), TIMEOUT: _("timeout"),
+            INVALID: _("invalid"), NOT_SUBMITTED: _("not submitted")}.get(status, status)
+
+
+@contextlib.contextmanager
+def speaking(language: str | None):
+    """Speak ``language`` (a tag of :data:`vit_lesson.i18n.LANGUAGES`) inside the block; None: the one in use."""
+    if language is None:
+        yield get_language()
+        return
+    before = get_language()
+    try:
+        yield set_language(language)
+    finally:
+        set_language(before)
 KERNEL_NAME = "vit-lesson-grading"
 _CHECK_LOCK = threading.Lock()  # grader-side checks seed torch's global RNG: one at a time
 
@@ -134,7 +162,7 @@ def _code_cell_label(nb, cell) -> str:
     code = [c for c in nb.cells if c.cell_type == "code"]
     first_line = next((line for line in cell.source.splitlines() if line.strip()), "").strip()
     number = next((i for i, c in enumerate(code) if c is cell), -1) + 1
-    return f"code cell {number} (`{first_line[:60]}`)"
+    return _("code cell {number} (`{line}`)").format(number=number, line=first_line[:60])
 
 
 def _output_size(content: dict) -> int:
@@ -161,9 +189,9 @@ def _client_class():
                 return super().output(outs, msg, display_id, cell_index)
             if self.cut_in is None:
                 self.cut_in = cell_index
-                outs.append(nbformat.v4.new_output("stream", name="stderr", text=(
-                    f"[grader: the outputs passed {self.max_output // (1 << 20)} MiB; everything after this "
-                    "point was cut]\n")))
+                outs.append(nbformat.v4.new_output("stream", name="stderr", text=_(
+                    "[grader: the outputs passed {mib} MiB; everything after this point was cut]").format(
+                        mib=self.max_output // (1 << 20)) + "\n"))
             return None
 
     return Client
@@ -218,7 +246,7 @@ class _Session:
             elif msg["msg_type"] == "status" and content.get("execution_state") == "idle":
                 break
         if reply is None:
-            raise BridgeError("the kernel did not answer the grader (was vit_lesson.checks.remote changed?)")
+            raise BridgeError(_("the kernel did not answer the grader (was vit_lesson.checks.remote changed?)"))
         return reply
 
     def _request_from_thread(self, request: dict) -> dict:
@@ -232,7 +260,7 @@ class _Session:
             return
         pending = await self.rpc({"op": "pending"})
         if not isinstance(pending, dict) or not isinstance(pending.get("pending"), list):
-            raise _Broken("the kernel's answer to the grader was malformed")
+            raise _Broken(_("the kernel's answer to the grader was malformed"))
         for entry in pending["pending"][:50]:
             bridge = Bridge(self._request_from_thread)
             verdict = await self.loop.run_in_executor(None, _run_check, entry, bridge)
@@ -278,35 +306,40 @@ class _Session:
                     run = Run(OK)
                     await self._stop_kernel()
             except (CellTimeoutError, _Timeout):
-                where = _code_cell_label(self.nb, self.cell) if self.cell is not None else "startup"
-                run = Run(TIMEOUT, f"still running after {self.timeout:g} s, in {where}")
+                where = _code_cell_label(self.nb, self.cell) if self.cell is not None else _("startup")
+                run = Run(TIMEOUT, _("still running after {seconds:g} s, in {where}").format(
+                    seconds=self.timeout, where=where))
             except (DeadKernelError, _Dead):
-                where = f" in {_code_cell_label(self.nb, self.cell)}" if self.cell is not None else " while starting"
+                where = (_(" in {cell}").format(cell=_code_cell_label(self.nb, self.cell)) if self.cell is not None
+                         else _(" while starting"))
                 if self.sandbox.out_of_memory():
-                    run = Run(CRASHED, f"the kernel was killed{where}: out of memory (the limit is "
-                                       f"{self.sandbox.limits.memory / (1 << 30):g} GiB)")
+                    run = Run(CRASHED, _("the kernel was killed{where}: out of memory (the limit is {gib:g} GiB)").format(
+                        where=where, gib=self.sandbox.limits.memory / (1 << 30)))
                 else:
-                    run = Run(CRASHED, f"the kernel died{where} (os._exit, a signal, a segfault or out of memory?)")
+                    run = Run(CRASHED, _("the kernel died{where} (os._exit, a signal, a segfault or out of "
+                                         "memory?)").format(where=where))
             except _Broken as error:
                 run = Run(CRASHED, str(error))
             except Exception as error:  # noqa: BLE001 - e.g. the kernel would not start
-                run = Run(CRASHED, f"could not run: {type(error).__name__}: {error}"[:300])
+                run = Run(CRASHED, _("could not run: {error}").format(error=f"{type(error).__name__}: {error}")[:300])
             finally:
                 self.sandbox.close()
         # the cells' time (what the limit counts), or the start-up's if no cell ran
         run.seconds = time.monotonic() - (self.deadline - self.timeout if self.deadline is not None else start)
         if client.cut_in is not None:
             cell = self.nb.cells[client.cut_in]
-            run.notes.append(f"output over {self.max_output // (1 << 20)} MiB, cut from "
-                             f"{_code_cell_label(self.nb, cell) if cell.cell_type == 'code' else 'a cell'} on")
+            run.notes.append(_("output over {mib} MiB, cut from {cell} on").format(
+                mib=self.max_output // (1 << 20),
+                cell=_code_cell_label(self.nb, cell) if cell.cell_type == "code" else _("a cell")))
         if run.status == OK:
             errors = [(cell, out) for cell in self.nb.cells if cell.cell_type == "code"
                       for out in cell.get("outputs", []) if out.output_type == "error"]
             if errors:
                 cell, out = errors[0]
-                more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+                more = _(" (and {count} more)").format(count=len(errors) - 1) if len(errors) > 1 else ""
                 run.status = ERRORS
-                run.detail = f"{_code_cell_label(self.nb, cell)} raised {out.ename}: {out.evalue}"[:300] + more
+                run.detail = _("{cell} raised {error}").format(
+                    cell=_code_cell_label(self.nb, cell), error=f"{out.ename}: {out.evalue}")[:300] + more
         return run
 
     async def _stop_kernel(self):
@@ -318,7 +351,7 @@ class _Session:
                 os.kill(pid, signal.SIGTERM)
             except OSError:
                 return
-            for _ in range(100):
+            for _unused in range(100):
                 if not await self.client.km.is_alive():
                     break
                 await asyncio.sleep(0.02)
@@ -355,23 +388,25 @@ def _run_check(entry: dict, bridge):
     exercise_id, name = str(entry.get("exercise", "")), str(entry.get("check", ""))
     check = _check_registry().get(exercise_id)
     if check is None or check.__name__ != name:
-        return entry, None, f"a check the course does not have ({name[:40]} for {exercise_id[:20]}) was called"
+        return entry, None, _("a check the course does not have ({check} for {exercise}) was called").format(
+            check=name[:40], exercise=exercise_id[:20])
     title = getattr(check, "title", exercise_id)
     if entry.get("error"):
-        return entry, CheckResult(exercise_id, title, FAIL, f"the grader could not read the answer: {entry['error']}"[:300]), None
+        return entry, CheckResult(exercise_id, title, FAIL, _("the grader could not read the answer: {error}").format(
+            error=entry["error"])[:300]), None
     token = QUIET.set(True)
     try:
         args = [bridge.decode(a) for a in entry.get("args", [])]
         kwargs = {k: bridge.decode(v) for k, v in (entry.get("kwargs") or {}).items()}
         package = [p for p in map(package_answer, [*args, *kwargs.values()]) if p]
         if package:
-            return entry, CheckResult(exercise_id, title, FAIL, f"answered with {package[0]}, the course's own code"), \
-                "package"
+            return entry, CheckResult(exercise_id, title, FAIL, _("answered with {answer}, the course's own code").format(
+                answer=package[0])), "package"
         with _CHECK_LOCK:
             result = check(*args, **kwargs)
     except Exception as error:  # noqa: BLE001 - a malformed answer is the learner's fail, never the grader's crash
-        result = CheckResult(exercise_id, title, FAIL, f"the grader could not check the answer ({type(error).__name__}: "
-                                                       f"{error})"[:300])
+        result = CheckResult(exercise_id, title, FAIL, _("the grader could not check the answer ({error})").format(
+            error=f"{type(error).__name__}: {error}")[:300])
     finally:
         QUIET.reset(token)
     return entry, result, None
@@ -388,7 +423,7 @@ def execute_notebook(nb, workdir: str | Path, timeout: float = 300, python: str 
     that ran. Never raises for what the notebook does. No checks are graded here (see
     :func:`grade_notebook`).
     """
-    run, _ = _execute(nb, workdir, timeout, python, env, sandbox, limits, max_output, hide, grade_checks=False)
+    run, _unused = _execute(nb, workdir, timeout, python, env, sandbox, limits, max_output, hide, grade_checks=False)
     return run
 
 
@@ -402,7 +437,7 @@ def _execute(nb, workdir, timeout, python, env, sandbox, limits, max_output, hid
         box = Sandbox(Path(workdir), hide=[Path(h) for h in hide], limits=limits, kind=sandbox,
                       python=python or sys.executable)
     except (RuntimeError, ValueError) as error:
-        return Run(CRASHED, f"no sandbox: {error}"), []
+        return Run(CRASHED, _("no sandbox: {error}").format(error=error)), []
     session = _Session(nb, box, timeout, python, env, max_output, grade_checks)
     run = asyncio.run(session.run())
     run.notes = box.notes + run.notes if box.kind == "process" else run.notes
@@ -431,7 +466,8 @@ def check_results(nb) -> dict[str, tuple[str, str, str]]:
     """
     results = {}
     for match in CHECK_LINE.finditer(output_text(nb)):
-        results[match["id"]] = (match["title"], _STATUS[match["icon"]], match[0])
+        exercise_id, title = (match["id"], match["title"]) if match["id"] else (match["zh_id"], match["zh_title"])
+        results[exercise_id] = (title, _STATUS[match["icon"]], match[0])
     return results
 
 
@@ -442,7 +478,7 @@ def expected_exercises(solution: str | Path) -> dict[str, str]:
     when the notebook is stored without outputs.
     """
     nb = nbformat.read(Path(solution), as_version=4)
-    found = {ex: title for ex, (title, _, _) in check_results(nb).items()}
+    found = {ex: title for ex, (title, *_unused) in check_results(nb).items()}
     if found:
         return found
     from . import checks
@@ -484,10 +520,6 @@ class Skipped:
     reason: str
 
 
-def _plural(items) -> str:
-    return "s" if len(items) > 1 else ""
-
-
 def grade_notebook(path: str | Path, expected: dict[str, str] | None = None, timeout: float = 300,
                    python: str | None = None, learner: str = "", executed_copy: str | Path | None = None,
                    sandbox: str = "auto", limits=None, max_output: int = MAX_OUTPUT, hide=(),
@@ -500,15 +532,16 @@ def grade_notebook(path: str | Path, expected: dict[str, str] | None = None, tim
     grade = Grade(learner, name, OK, titles=dict(expected), exercises={ex: MISSING for ex in expected})
     try:
         if path.stat().st_size > MAX_NOTEBOOK:
-            raise ValueError(f"it is larger than {MAX_NOTEBOOK >> 20} MiB")
+            raise ValueError(_("it is larger than {mib} MiB").format(mib=MAX_NOTEBOOK >> 20))
         nb = nbformat.read(path, as_version=4)
         if not isinstance(nb.get("cells"), list):
-            raise ValueError("it has no list of cells")
+            raise ValueError(_("it has no list of cells"))
         for cell in nb.cells:
             if not isinstance(cell.get("source", ""), str):
-                raise ValueError("a cell's source is not text")
+                raise ValueError(_("a cell's source is not text"))
     except Exception as error:  # noqa: BLE001 - anything that is not a readable notebook
-        grade.status, grade.detail = INVALID, f"not a readable notebook: {type(error).__name__}: {error}"[:300]
+        grade.status, grade.detail = INVALID, _("not a readable notebook: {error}").format(
+            error=f"{type(error).__name__}: {error}")[:300]
         return grade
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
@@ -537,25 +570,29 @@ def grade_notebook(path: str | Path, expected: dict[str, str] | None = None, tim
         else:
             own[ex] = result
     for ex in package:
-        notes.append(f"exercise {ex}: {package[ex].message} (not counted)")
+        notes.append(_("exercise {exercise}: {message} (not counted)").format(exercise=ex, message=package[ex].message))
     for ex, result in {**package, **own}.items():
         grade.exercises[ex] = result.status
         if result.status == FAIL:
             grade.messages[ex] = result.message
     if foreign:
-        notes.append(f"ran the check{_plural(foreign)} of exercise{_plural(foreign)} "
-                     f"{', '.join(sorted(foreign, key=_natural))} from another notebook (not counted)")
+        notes.append((_("ran the checks of exercises {exercises} from another notebook (not counted)") if len(foreign) > 1
+                      else _("ran the check of exercise {exercises} from another notebook (not counted)")).format(
+            exercises=", ".join(sorted(foreign, key=_natural))))
     if unknown:
-        notes.append(unknown[0] + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
+        notes.append(unknown[0] + (_(" (and {count} more)").format(count=len(unknown) - 1) if len(unknown) > 1 else ""))
     shown = check_results(nb)
-    faked = [ex for ex, (_, status, _) in shown.items() if status == PASS and grade.exercises.get(ex) != PASS
+    faked = [ex for ex, (_title, status, _line) in shown.items() if status == PASS and grade.exercises.get(ex) != PASS
              and ex not in package]
     if faked:
-        notes.append(f"the notebook shows a pass for exercise{_plural(faked)} {', '.join(faked)} that the "
-                     "grader's check does not give (not counted)")
+        notes.append((_("the notebook shows a pass for exercises {exercises} that the grader's check does not give "
+                        "(not counted)") if len(faked) > 1
+                      else _("the notebook shows a pass for exercise {exercises} that the grader's check does not give "
+                             "(not counted)")).format(exercises=", ".join(faked)))
     missing = [ex for ex, status in grade.exercises.items() if status == MISSING]
     if missing and grade.status == OK:
-        notes.append(f"no check ran for exercise{_plural(missing)} {', '.join(missing)}")
+        notes.append((_("no check ran for exercises {exercises}") if len(missing) > 1
+                      else _("no check ran for exercise {exercises}")).format(exercises=", ".join(missing)))
     grade.detail = "; ".join([grade.detail, *notes] if grade.detail else notes)
     if executed_copy:
         Path(executed_copy).parent.mkdir(parents=True, exist_ok=True)
@@ -584,20 +621,21 @@ def find_submissions(submissions: str | Path, names=None):
 
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
-            skipped.append(Skipped(entry.name, "a hidden name (starts with a dot): rename the folder to grade it"))
+            skipped.append(Skipped(entry.name, _("a hidden name (starts with a dot): rename the folder to grade it")))
             continue
         if not entry.is_dir():
-            skipped.append(Skipped(entry.name, "not inside a learner's folder"))
+            skipped.append(Skipped(entry.name, _("not inside a learner's folder")))
             continue
         candidates = {}
         for path in sorted(entry.rglob("*")):
             relative = path.relative_to(root)
             if path.is_dir() or any(part.startswith(".") for part in path.relative_to(entry).parts):
                 if not path.is_dir() and ".ipynb_checkpoints" not in relative.parts:
-                    skipped.append(Skipped(str(relative), "a hidden name (starts with a dot)"))
+                    skipped.append(Skipped(str(relative), _("a hidden name (starts with a dot)")))
                 continue
             if path.suffix.lower() != ".ipynb":
-                skipped.append(Skipped(str(relative), f"not a notebook ({path.suffix or 'no extension'})"))
+                skipped.append(Skipped(str(relative), _("not a notebook ({extension})").format(
+                    extension=path.suffix or _("no extension"))))
                 continue
             stem, copy = path.stem, False
             if not known(stem):
@@ -605,7 +643,7 @@ def find_submissions(submissions: str | Path, names=None):
                 if match and known(match["name"].strip()):
                     stem, copy = match["name"].strip(), True
                 else:
-                    skipped.append(Skipped(str(relative), "no course notebook has this name"))
+                    skipped.append(Skipped(str(relative), _("no course notebook has this name")))
                     continue
             depth = len(path.relative_to(entry).parts) - 1
             candidates.setdefault(stem, []).append((copy, depth, path.suffix != ".ipynb", str(relative), path))
@@ -615,29 +653,41 @@ def find_submissions(submissions: str | Path, names=None):
             copy, depth, odd_case, relative, path = options[0]
             notes = []
             if copy:
-                notes.append(f"graded {path.name} (a copy's name)")
+                notes.append(_("graded {file} (a copy's name)").format(file=path.name))
             if depth:
-                notes.append(f"found in {Path(relative).parent}")
+                notes.append(_("found in {folder}").format(folder=Path(relative).parent))
             if odd_case and not copy:
-                notes.append(f"graded {path.name}")
-            for *_, other, _ in options[1:]:
-                skipped.append(Skipped(other, f"another file for {stem}; graded {relative}"))
+                notes.append(_("graded {file}").format(file=path.name))
+            for *_unused, other, _path in options[1:]:
+                skipped.append(Skipped(other, _("another file for {notebook}; graded {file}").format(
+                    notebook=stem, file=relative)))
             found[entry.name][stem] = (path, "; ".join(notes))
     return found, skipped
 
 
 def grade(submissions: str | Path, out: str | Path | None = "report", timeout: float = 300,
           solutions: str | Path | None = "notebooks", python: str | None = None, jobs: int = 1,
-          log=sys.stderr, sandbox: str = "auto", limits=None, max_output: int = MAX_OUTPUT) -> list[Grade]:
+          log=sys.stderr, sandbox: str = "auto", limits=None, max_output: int = MAX_OUTPUT,
+          language: str | None = None) -> list[Grade]:
     """Grade every ``submissions/<learner>/<notebook>.ipynb``; write the report to ``out`` (if given).
 
     Every learner is expected to hand in every notebook name that anyone handed in; a missing
     one gets a ``not submitted`` row. ``jobs`` notebooks run at a time. Returns the rows, learners
     then notebooks in order (``grade.skipped`` holds what was not graded, and why).
+
+    ``language`` (``"en"``, ``"zh-CN"``; default: the one in use, :func:`vit_lesson.i18n.get_language`)
+    is the language of the details, the grader's check messages and the report's headings; the
+    CSV's column names and status values stay English (they are what scripts read).
     """
+    with speaking(language):
+        return _grade(submissions, out, timeout, solutions, python, jobs, log, sandbox, limits, max_output)
+
+
+def _grade(submissions, out, timeout, solutions, python, jobs, log, sandbox, limits, max_output) -> list[Grade]:
     submissions = Path(submissions)
     if not submissions.is_dir():
-        raise FileNotFoundError(f"No submissions folder {submissions}: expected {submissions}/<learner>/<notebook>.ipynb.")
+        raise FileNotFoundError(_("No submissions folder {folder}: expected {folder}/<learner>/<notebook>.ipynb.").format(
+            folder=submissions))
     solution_names = sorted(p.stem for p in Path(solutions).glob("*.ipynb")) if solutions and Path(solutions).is_dir() else None
     handed_in, skipped = find_submissions(submissions, solution_names)
     names = sorted({name for notebooks in handed_in.values() for name in notebooks})
@@ -661,7 +711,9 @@ def grade(submissions: str | Path, out: str | Path | None = "report", timeout: f
         if note:
             row.detail = "; ".join(filter(None, [note, row.detail]))
         if log:
-            print(f"graded {learner}/{name}: {row.status}, {row.passed} passed ({row.seconds:.0f} s)", file=log)
+            print(_("graded {learner}/{notebook}: {status}, {passed} passed ({seconds:.0f} s)").format(
+                learner=learner, notebook=name, status=_status_word(row.status), passed=row.passed,
+                seconds=row.seconds), file=log)
         return row
 
     pairs = [(learner, name) for learner in handed_in for name in names]
@@ -669,7 +721,7 @@ def grade(submissions: str | Path, out: str | Path | None = "report", timeout: f
         grades = list(pool.map(lambda pair: grade_one(*pair), pairs))
     if log:
         for item in skipped:
-            print(f"not graded: {item.path}: {item.reason}", file=log)
+            print(_("not graded: {path}: {reason}").format(path=item.path, reason=item.reason), file=log)
     if out:
         write_report(grades, out, skipped)
     grade.skipped = skipped
@@ -685,23 +737,29 @@ def _natural(exercise_id: str):
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[.\-]", exercise_id)]
 
 
-def _columns(grades) -> list[tuple[str, str]]:
+def _columns(grades, translate: bool = True) -> list[tuple[str, str]]:
+    """``(exercise id, label)`` per exercise; ``translate``: the title in the language in use."""
     titles = {}
     for row in grades:
         for exercise_id in row.exercises:
             titles.setdefault(exercise_id, row.titles.get(exercise_id, ""))
-    return [(ex, f"{ex} {titles[ex]}".strip()) for ex in sorted(titles, key=_natural)]
+    label = (lambda title: _(title) if title else title) if translate else (lambda title: title)  # noqa: E731
+    return [(ex, f"{ex} {label(titles[ex])}".strip()) for ex in sorted(titles, key=_natural)]
 
 
 def _rows(grades, icons: bool):
-    columns = _columns(grades)
-    header = ["learner", "notebook", "status", "passed", *(label for _, label in columns), "detail"]
+    """Header and rows: ``icons`` for grades.md (words in the language in use), else the CSV's stable English."""
+    columns = _columns(grades, translate=icons)
+    names = ([_("learner"), _("notebook"), _("status"), _("passed")] if icons
+             else ["learner", "notebook", "status", "passed"])
+    header = [*names, *(label for _ex, label in columns), _("detail") if icons else "detail"]
     rows = []
     for row in grades:
-        cells = [row.exercises.get(ex, "") for ex, _ in columns]
+        cells = [row.exercises.get(ex, "") for ex, _label in columns]
+        status = row.status
         if icons:
-            cells = [_ICON.get(cell, cell) for cell in cells]
-        rows.append([row.learner, row.notebook, row.status, row.passed, *cells, row.detail])
+            cells, status = [_icon(cell) for cell in cells], _status_word(status)
+        rows.append([row.learner, row.notebook, status, row.passed, *cells, row.detail])
     return header, rows
 
 
@@ -712,7 +770,11 @@ def _spreadsheet_safe(value) -> str:
 
 
 def csv_table(grades) -> str:
-    """The report as CSV (exercise cells: pass / fail / todo / missing, blank if not in that notebook)."""
+    """The report as CSV (exercise cells: pass / fail / todo / missing, blank if not in that notebook).
+
+    Column names, status and exercise values are English in every language (scripts read them);
+    the exercise titles are as the solution notebooks print them, the details in the language in use.
+    """
     header, rows = _rows(grades, icons=False)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -734,9 +796,9 @@ def markdown_table(grades, skipped=()) -> str:
         graded = [r for r in grades if ex in r.exercises]
         summary.append(f"{label}: {sum(r.exercises[ex] == PASS for r in graded)}/{len(graded)}")
     if summary:
-        text += ["", "Passed, per exercise: " + "; ".join(summary) + "."]
+        text += ["", _("Passed, per exercise: {counts}.").format(counts=_("; ").join(summary))]
     if skipped:
-        text += ["", "Not graded:", "", *(f"- `{s.path}`: {s.reason}" for s in skipped)]
+        text += ["", _("Not graded:"), "", *(f"- `{s.path}`: {s.reason}" for s in skipped)]
     return "\n".join(text) + "\n"
 
 
@@ -756,19 +818,19 @@ def class_summary(grades, top: int = 3) -> list[dict]:
 def summary_table(grades, top: int = 3) -> str:
     """Markdown: the pass rate per exercise, then the most frequent ❌ messages per exercise."""
     summary = class_summary(grades, top)
-    text = ["# Class summary", "", _md(["exercise", "passed", "pass rate", "fail", "todo", "missing"]),
-            _md(["---"] * 6)]
+    text = ["# " + _("Class summary"), "",
+            _md([_("exercise"), _("passed"), _("pass rate"), _("fail"), _("todo"), _("missing")]), _md(["---"] * 6)]
     for s in summary:
         rate = f"{round(100 * s['pass'] / s['learners'])}%" if s["learners"] else "-"
         text.append(_md([s["label"], f"{s['pass']}/{s['learners']}", rate, s["fail"], s["todo"], s["missing"]]))
-    text += ["", "## The most frequent mistakes", ""]
+    text += ["", "## " + _("The most frequent mistakes"), ""]
     for s in summary:
         if s["mistakes"]:
             text.append(f"**{s['label']}**")
             text += [f"- {n} × {message[:200]}" for message, n in s["mistakes"]]
             text.append("")
     if not any(s["mistakes"] for s in summary):
-        text.append("No ❌ in this class.")
+        text.append(_("No ❌ in this class."))
     return "\n".join(text).rstrip() + "\n"
 
 
@@ -786,7 +848,8 @@ def summary_figure(grades, path: str | Path) -> Path | None:
         return None
     figure = Figure(figsize=(7, 0.45 * len(summary) + 1.4), dpi=100, layout="constrained")
     ax = figure.subplots()
-    labels = [s["label"][:40] for s in summary][::-1]
+    labels = [s["exercise"] for s in summary][::-1] if get_language() != "en" else \
+        [s["label"][:40] for s in summary][::-1]  # the figure's font may have no CJK glyphs
     left = [0.0] * len(summary)
     for key, colour in (("pass", "#2e7d32"), ("fail", "#c62828"), ("todo", "#f9a825"), ("missing", "#9e9e9e")):
         values = [s[key] / s["learners"] if s["learners"] else 0 for s in summary][::-1]
@@ -800,9 +863,17 @@ def summary_figure(grades, path: str | Path) -> Path | None:
     return Path(path)
 
 
-def write_report(grades, out: str | Path, skipped=()) -> tuple[Path, Path]:
-    """Write ``out/grades.csv``, ``out/grades.md``, ``out/summary.md`` and ``out/summary.png``; return the first two."""
-    out = Path(out)
+def write_report(grades, out: str | Path, skipped=(), language: str | None = None) -> tuple[Path, Path]:
+    """Write ``out/grades.csv``, ``out/grades.md``, ``out/summary.md`` and ``out/summary.png``; return the first two.
+
+    ``language`` (default: the one in use) is that of grades.md's and summary.md's headings and
+    words; the details were written in the language of the grading (see :func:`grade`).
+    """
+    with speaking(language):
+        return _write_report(grades, Path(out), skipped)
+
+
+def _write_report(grades, out: Path, skipped) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "grades.csv").write_text(csv_table(grades), encoding="utf-8")
     (out / "grades.md").write_text(markdown_table(grades, skipped), encoding="utf-8")
@@ -813,57 +884,75 @@ def write_report(grades, out: str | Path, skipped=()) -> tuple[Path, Path]:
 
 def add_cli(subparsers) -> None:
     parser = subparsers.add_parser(
-        "grade", help="run learners' notebooks in sandboxes and tabulate which exercise checks passed",
-        description="Grade SUBMISSIONS/<learner>/<NN_name>.ipynb: run each notebook headless in its own sandbox "
-                    "and write OUT/grades.csv, OUT/grades.md, OUT/summary.md, OUT/summary.png and OUT/executed/.")
-    parser.add_argument("submissions", nargs="?", help="folder with one sub-folder of notebooks per learner")
-    parser.add_argument("--out", default="report", help="folder for the report (default: report)")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds allowed per notebook, all cells "
-                                                                    "together (default: 300)")
+        "grade", help=_("run learners' notebooks in sandboxes and tabulate which exercise checks passed"),
+        description=_("Grade SUBMISSIONS/<learner>/<NN_name>.ipynb: run each notebook headless in its own sandbox "
+                      "and write OUT/grades.csv, OUT/grades.md, OUT/summary.md, OUT/summary.png and OUT/executed/."))
+    parser.add_argument("submissions", nargs="?", help=_("folder with one sub-folder of notebooks per learner"))
+    parser.add_argument("--out", default="report", help=_("folder for the report (default: report)"))
+    parser.add_argument("--timeout", type=float, default=300, help=_("seconds allowed per notebook, all cells "
+                                                                      "together (default: 300)"))
     parser.add_argument("--solutions", default=None,
-                        help="folder of solution notebooks, which say which exercises each notebook has "
-                             "(default: notebooks, if it exists)")
-    parser.add_argument("--python", default=None, help="Python that runs the notebooks (default: this one)")
-    parser.add_argument("--jobs", type=int, default=1, help="notebooks to run at the same time (default: 1)")
+                        help=_("folder of solution notebooks, which say which exercises each notebook has "
+                               "(default: notebooks, if it exists)"))
+    parser.add_argument("--python", default=None, help=_("Python that runs the notebooks (default: this one)"))
+    parser.add_argument("--jobs", type=int, default=1, help=_("notebooks to run at the same time (default: 1)"))
     parser.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "process"],
-                        help="bwrap (bubblewrap namespaces), process (weaker: limits only), or auto: the "
-                             "strongest available (default)")
-    parser.add_argument("--memory", type=float, default=4, help="GiB of memory per notebook (default: 4)")
+                        help=_("bwrap (bubblewrap namespaces), process (weaker: limits only), or auto: the "
+                               "strongest available (default)"))
+    parser.add_argument("--memory", type=float, default=4, help=_("GiB of memory per notebook (default: 4)"))
     parser.add_argument("--max-output", type=float, default=MAX_OUTPUT / (1 << 20),
-                        help=f"MiB of outputs kept per notebook (default: {MAX_OUTPUT >> 20})")
-    parser.add_argument("--sandbox-info", action="store_true", help="say which sandbox this machine gives, and exit")
+                        help=_("MiB of outputs kept per notebook (default: {default})").format(default=MAX_OUTPUT >> 20))
+    parser.add_argument("--language", default=None, metavar="LANG",
+                        help=_("language of the report, one of {languages} (default: the language in use, "
+                               "which VIT_LESSON_LANG sets: {current}). It translates the details, the grader's "
+                               "check messages, the headings and status words of grades.md and summary.md, "
+                               "and the lines printed here; grades.csv keeps English column names and status "
+                               "values (ok, pass, fail, ...) for scripts").format(
+                            languages=", ".join(LANGUAGES), current=get_language()))
+    parser.add_argument("--sandbox-info", action="store_true", help=_("say which sandbox this machine gives, and exit"))
 
     def run(args) -> int:
+        before = get_language()
+        try:
+            set_language(args.language or before)  # the report, the details and the lines printed here
+        except ValueError as error:
+            parser.error(str(error))
+        try:
+            return _run(args)
+        finally:
+            set_language(before)
+
+    def _run(args) -> int:
         from .sandbox import Limits, describe
 
         if args.sandbox_info:
             print(describe())
             return 0
         if args.submissions is None:
-            parser.error("the folder of submissions is required")
+            parser.error(_("the folder of submissions is required"))
         # nbclient leaves a pending task behind when a kernel dies; its GC-time log line is noise here
         logging.getLogger("asyncio").addFilter(
             lambda record: "Task was destroyed but it is pending" not in record.getMessage())
         if not Path(args.submissions).is_dir():
-            parser.error(f"no submissions folder {args.submissions!r}: expected "
-                         f"{args.submissions}/<learner>/<NN_name>.ipynb")
+            parser.error(_("no submissions folder {folder!r}: expected {folder}/<learner>/<NN_name>.ipynb").format(
+                folder=args.submissions))
         if args.solutions is not None and not Path(args.solutions).is_dir():
-            parser.error(f"no solutions folder {args.solutions!r}")
+            parser.error(_("no solutions folder {folder!r}").format(folder=args.solutions))
         solutions = args.solutions or ("notebooks" if Path("notebooks").is_dir() else None)
         if solutions is None:
-            print("warning: no solutions folder, so deleted check cells cannot be reported as missing",
+            print(_("warning: no solutions folder, so deleted check cells cannot be reported as missing"),
                   file=sys.stderr)
         from .sandbox import best_kind
 
         kind, why = best_kind()
         if args.sandbox == "auto" and kind != "bwrap":
-            print(f"warning: {why}; see `python -m vit_lesson grade --sandbox-info`", file=sys.stderr)
+            print(_("warning: {why}; see `python -m vit_lesson grade --sandbox-info`").format(why=why), file=sys.stderr)
         limits = Limits(memory=int(args.memory * (1 << 30)))
         grades = grade(args.submissions, args.out, args.timeout, solutions, args.python, args.jobs,
                        sandbox=args.sandbox, limits=limits, max_output=int(args.max_output * (1 << 20)))
         print(markdown_table(grades, grade.skipped), end="")
-        print(f"\nwrote {Path(args.out) / 'grades.csv'}, grades.md, summary.md, summary.png and "
-              f"{Path(args.out) / 'executed'}/", file=sys.stderr)
+        print("\n" + _("wrote {csv}, grades.md, summary.md, summary.png and {executed}/").format(
+            csv=Path(args.out) / "grades.csv", executed=Path(args.out) / "executed"), file=sys.stderr)
         return 0
 
     parser.set_defaults(func=run)

@@ -41,6 +41,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .i18n import _
+
 __all__ = ["Limits", "Sandbox", "best_kind", "describe", "KINDS"]
 
 KINDS = ("bwrap", "process")
@@ -61,29 +63,47 @@ class Limits:
     open_files: int = 1024
 
 
-def _probe_bwrap() -> str | None:
-    """None if bubblewrap can build the sandbox here, else the reason it cannot."""
+def _bwrap_problem() -> tuple[str, str] | None:
+    """None if bubblewrap can build the sandbox here, else ``(what, detail)``: missing, error or namespaces."""
     bwrap = shutil.which("bwrap")
     if not bwrap:
-        return "bubblewrap is not installed (apt-get install bubblewrap)"
+        return "missing", ""
     try:
         probe = subprocess.run([bwrap, "--unshare-all", "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY),
                                 "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
                                 "true"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as error:
-        return f"bubblewrap could not run: {error}"
+        return "error", str(error)
     if probe.returncode != 0:
-        return f"bubblewrap cannot create namespaces here: {probe.stderr.strip()[:200]}"
+        return "namespaces", probe.stderr.strip()[:200]
     return None
 
 
-@functools.lru_cache(maxsize=None)
+def _bwrap_message(problem: tuple[str, str]) -> str:
+    """A :func:`_bwrap_problem` in words, in the language in use (:mod:`vit_lesson.i18n`)."""
+    what, detail = problem
+    if what == "missing":
+        return _("bubblewrap is not installed (apt-get install bubblewrap)")
+    if what == "error":
+        return _("bubblewrap could not run: {error}").format(error=detail)
+    return _("bubblewrap cannot create namespaces here: {error}").format(error=detail)
+
+
+def _probe_bwrap() -> str | None:
+    """None if bubblewrap can build the sandbox here, else the reason it cannot."""
+    problem = _bwrap_problem()
+    return None if problem is None else _bwrap_message(problem)
+
+
+_best_problem = functools.lru_cache(maxsize=None)(_bwrap_problem)  # probed once per process
+
+
 def best_kind() -> tuple[str, str]:
-    """``(kind, why)``: the strongest sandbox this machine allows."""
-    reason = _probe_bwrap()
-    if reason is None:
-        return "bwrap", "bubblewrap namespaces"
-    return "process", f"weaker 'process' sandbox: {reason}"
+    """``(kind, why)``: the strongest sandbox this machine allows (``why`` in the language in use)."""
+    problem = _best_problem()
+    if problem is None:
+        return "bwrap", _("bubblewrap namespaces")
+    return "process", _("weaker 'process' sandbox: {reason}").format(reason=_bwrap_message(problem))
 
 
 # --- cgroups -----------------------------------------------------------------------------------------
@@ -93,7 +113,7 @@ def _own_cgroup_paths() -> dict[str, str]:
     paths = {}
     try:
         for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, controllers, path = line.split(":", 2)
+            _hierarchy, controllers, path = line.split(":", 2)
             for controller in (controllers.split(",") if controllers else [""]):
                 paths[controller] = path
     except OSError:
@@ -162,7 +182,7 @@ class _Cgroup:
         import signal
         import time
 
-        for _ in range(100):
+        for _unused in range(100):
             pids = []
             for procs in self.procs_files:
                 try:
@@ -229,9 +249,10 @@ class Sandbox:
         if self.kind == "auto":
             self.kind = best_kind()[0]
         if self.kind not in KINDS:
-            raise ValueError(f"unknown sandbox {self.kind!r}: choose one of {', '.join(KINDS)} or auto")
+            raise ValueError(_("unknown sandbox {kind!r}: choose one of {kinds} or auto").format(
+                kind=self.kind, kinds=", ".join(KINDS)))
         if self.kind == "bwrap" and _probe_bwrap() is not None:
-            raise RuntimeError(f"sandbox 'bwrap' is not available: {_probe_bwrap()}")
+            raise RuntimeError(_("sandbox 'bwrap' is not available: {reason}").format(reason=_probe_bwrap()))
         self.scratch = Path(self.scratch).resolve()
         self.cgroup = _Cgroup(self.limits)
         self.uid = NOBODY if self.kind == "process" and _drop_to_nobody(self.python) else None
@@ -243,10 +264,10 @@ class Sandbox:
         """What this sandbox could not do, in words (empty for the full set)."""
         notes = []
         if self.kind == "process":
-            notes.append("no namespaces (install bubblewrap)" + ("" if self.uid is not None else
-                                                                   ", and the kernel runs as the teacher's user"))
+            notes.append(_("no namespaces (install bubblewrap)") if self.uid is not None else
+                         _("no namespaces (install bubblewrap), and the kernel runs as the teacher's user"))
         if self.cgroup.version is None:
-            notes.append("no cgroup: memory capped per process (RLIMIT_DATA), processes by RLIMIT_NPROC")
+            notes.append(_("no cgroup: memory capped per process (RLIMIT_DATA), processes by RLIMIT_NPROC"))
         return notes
 
     def env(self) -> dict[str, str]:
@@ -316,8 +337,10 @@ def _owner(path: Path) -> int | None:
 def describe() -> str:
     kind, why = best_kind()
     probe = _Cgroup(Limits())
-    cgroup = f"cgroup v{probe.version}" if probe.version else "no cgroup (not root, or no delegated controllers)"
+    cgroup = (_("cgroup v{version}").format(version=probe.version) if probe.version
+              else _("no cgroup (not root, or no delegated controllers)"))
     probe.remove()
-    user = "uid 65534 in a user namespace" if kind == "bwrap" else (
-        "uid 65534 (nobody)" if _drop_to_nobody(sys.executable) else "the teacher's own user")
-    return f"sandbox: {kind} ({why}); {cgroup}; the kernel runs as {user}."
+    user = _("uid 65534 in a user namespace") if kind == "bwrap" else (
+        _("uid 65534 (nobody)") if _drop_to_nobody(sys.executable) else _("the teacher's own user"))
+    return _("sandbox: {kind} ({why}); {cgroup}; the kernel runs as {user}.").format(
+        kind=kind, why=why, cgroup=cgroup, user=user)

@@ -35,6 +35,8 @@ import traceback
 import torch
 from torch import nn
 
+from ..i18n import _
+
 __all__ = ["AGENT", "Agent", "Bridge", "BridgeError", "RemoteFunction", "RemoteModule", "start", "MIME",
            "is_package_answer"]
 
@@ -96,7 +98,7 @@ class Agent:
 
     def encode(self, obj, depth: int = 0):
         if depth > MAX_DEPTH:
-            raise ValueError("the answer is nested too deeply")
+            raise ValueError(_("the answer is nested too deeply"))
         if obj is None or isinstance(obj, (bool, str)):
             return obj
         if isinstance(obj, int):
@@ -116,18 +118,18 @@ class Agent:
                 return {"$": "param", "owner": list(owner[:-1]), "name": owner[-1]}
             tensor = obj.detach().to("cpu").contiguous()
             if tensor.is_sparse or str(tensor.dtype).removeprefix("torch.") not in TENSOR_DTYPES:
-                raise ValueError(f"a tensor of dtype {tensor.dtype} cannot be checked")
+                raise ValueError(_("a tensor of dtype {dtype} cannot be checked").format(dtype=tensor.dtype))
             raw = tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
             return {"$": "tensor", "dtype": str(tensor.dtype).removeprefix("torch."), "shape": list(tensor.shape),
                     "data": base64.b64encode(raw).decode("ascii"), "grad": bool(obj.requires_grad)}
         if isinstance(obj, (tuple, list)):
             if len(obj) > MAX_ITEMS:
-                raise ValueError("the answer has too many items")
+                raise ValueError(_("the answer has too many items"))
             return {"$": type(obj).__name__ if type(obj) in (tuple, list) else "tuple",
                     "items": [self.encode(v, depth + 1) for v in obj]}
         if isinstance(obj, dict):
             if len(obj) > MAX_ITEMS:
-                raise ValueError("the answer has too many items")
+                raise ValueError(_("the answer has too many items"))
             return {"$": "dict", "items": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in obj.items()]}
         if isinstance(obj, nn.Module):
             return self._encode_module(obj, depth)
@@ -330,7 +332,7 @@ class Bridge:
     # decoding
     def decode(self, value, args=None, depth: int = 0):
         if depth > MAX_DEPTH + 2:
-            raise BridgeError("the answer is nested too deeply")
+            raise BridgeError(_("the answer is nested too deeply"))
         if value is None or isinstance(value, (bool, str)):
             return value
         if isinstance(value, int):
