@@ -99,13 +99,15 @@ def call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except NotImplementedError as error:
-        raise NotDone(str(error) or "replace the `raise NotImplementedError` with your code.") from None
+        raise NotDone(str(error) or _("replace the `raise NotImplementedError` with your code.")) from None
     except Exception as error:  # noqa: BLE001 - anything the learner's code does wrong
         frames = [f for f in traceback.extract_tb(error.__traceback__)
                   if "vit_lesson" not in f.filename and "site-packages" not in f.filename]
-        where = f" (in `{frames[-1].line}`, line {frames[-1].lineno} of your cell)" if frames and frames[-1].line else ""
+        where = (_(" (in `{line}`, line {number} of your cell)").format(line=frames[-1].line, number=frames[-1].lineno)
+                 if frames and frames[-1].line else "")
         where = getattr(error, "_vl_where", where)  # raised in the learner's sandboxed kernel (grading)
-        raise LearnerError(f"your code raised {type(error).__name__}: {error}{where}") from None
+        raise LearnerError(_("your code raised {kind}: {error}{where}").format(
+            kind=type(error).__name__, error=error, where=where)) from None
 
 
 def exercise(exercise_id: str, title: str, hints=()):
@@ -122,13 +124,14 @@ def exercise(exercise_id: str, title: str, hints=()):
             try:
                 with torch.random.fork_rng():
                     torch.manual_seed(0)
-                    status, message = PASS, body(*args, **kwargs) or "correct."
+                    status, message = PASS, body(*args, **kwargs) or _("correct.")
             except NotDone as error:
                 status, message = TODO, f"{error}"
             except (CheckFailed, LearnerError) as error:
                 status, message = FAIL, str(error)
             except Exception as error:  # noqa: BLE001 - a check must never crash the notebook
-                status, message = FAIL, f"could not check your answer ({type(error).__name__}: {error})."
+                status, message = FAIL, _("could not check your answer ({kind}: {error}).").format(
+                    kind=type(error).__name__, error=error)
             result = CheckResult(exercise_id, title, status, message)
             if QUIET.get():
                 return result
@@ -185,9 +188,10 @@ def fmt_shape(shape) -> str:
 def expect_tensor(value, what: str, shape=None) -> torch.Tensor:
     """Fail unless ``value`` is a tensor (of ``shape``, if given)."""
     if not isinstance(value, torch.Tensor):
-        raise CheckFailed(f"{what} should be a torch.Tensor, got {type(value).__name__}.")
+        raise CheckFailed(_("{what} should be a torch.Tensor, got {kind}.").format(what=what, kind=type(value).__name__))
     if shape is not None and tuple(value.shape) != tuple(shape):
-        raise CheckFailed(f"{what} should have shape {fmt_shape(shape)}, got {fmt_shape(value.shape)}.")
+        raise CheckFailed(_("{what} should have shape {want}, got {got}.").format(
+            what=what, want=fmt_shape(shape), got=fmt_shape(value.shape)))
     return value
 
 
@@ -203,20 +207,21 @@ def expect_close(got: torch.Tensor, want: torch.Tensor, what: str, wrong_variant
                 and not torch.allclose(variant.float(), want.float(), atol=atol, rtol=rtol):
             raise CheckFailed(explanation)
     if got.shape != want.shape:
-        raise CheckFailed(f"{what} should have shape {fmt_shape(want.shape)}, got {fmt_shape(got.shape)}.")
+        raise CheckFailed(_("{what} should have shape {want}, got {got}.").format(
+            what=what, want=fmt_shape(want.shape), got=fmt_shape(got.shape)))
     bad = ~torch.isfinite(got) & torch.isfinite(want.float())
     if bad.any():
         index = [int(i) for i in torch.nonzero(bad)[0]]
-        raise CheckFailed(f"{what} contains NaN or inf ({int(bad.sum())} of {got.numel()} numbers, the first at index "
-                          f"{index}): look for a division by zero, a log of zero or an uninitialised tensor.")
+        raise CheckFailed(_("{what} contains NaN or inf ({bad} of {total} numbers, the first at index {index}): look "
+                            "for a division by zero, a log of zero or an uninitialised tensor.").format(
+            what=what, bad=int(bad.sum()), total=got.numel(), index=index))
     if not torch.allclose(got, want.float(), atol=atol, rtol=rtol):
         diff = (got - want.float()).abs()
         index = tuple(int(i) for i in torch.nonzero(diff == diff.max())[0])
-        raise CheckFailed(
-            f"{what} has the right shape {fmt_shape(got.shape)} but wrong values: at index {list(index)} "
-            f"expected {want.float()[index].item():.4f}, got {got[index].item():.4f} "
-            f"(largest difference {diff.max().item():.3g})."
-        )
+        raise CheckFailed(_("{what} has the right shape {shape} but wrong values: at index {index} expected "
+                            "{want:.4f}, got {got:.4f} (largest difference {diff:.3g}).").format(
+            what=what, shape=fmt_shape(got.shape), index=list(index), want=want.float()[index].item(),
+            got=got[index].item(), diff=diff.max().item()))
 
 
 def same_weights(source: nn.Module, target: nn.Module) -> nn.Module:
