@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
+from ..i18n import _
 from .core import CheckFailed, LearnerError, call, exercise, expect_close, expect_tensor, fmt_shape
 
 __all__ = ["check_scaled_dot_product_attention", "check_multi_head_attention", "check_post_attention"]
@@ -35,16 +36,16 @@ def _sdpa_mistakes(q, k, v):
     d = q.shape[-1]
     scores = q @ k.transpose(-2, -1)
     mistakes = {
-        "the softmax ran over the queries (dim=-2), so each column sums to 1. It must run over the keys, "
-        "the last axis (dim=-1): row i says how much query i takes from each key, and sums to 1.":
+        _("the softmax ran over the queries (dim=-2), so each column sums to 1. It must run over the keys, "
+          "the last axis (dim=-1): row i says how much query i takes from each key, and sums to 1."):
             (scores / math.sqrt(d)).softmax(dim=-2),
-        f"the scores were not scaled: divide q @ k^T by sqrt(d) = sqrt({d}). Without it, the dot products "
-        "of d-dimensional vectors grow like sqrt(d) and the softmax saturates (one key takes everything).":
+        _("the scores were not scaled: divide q @ k^T by sqrt(d) = sqrt({d}). Without it, the dot products "
+          "of d-dimensional vectors grow like sqrt(d) and the softmax saturates (one key takes everything).").format(d=d):
             scores.softmax(dim=-1),
-        f"the scores were divided by d = {d} instead of sqrt(d) = {math.sqrt(d):g}: use "
-        "q.shape[-1] ** 0.5 (or math.sqrt).": (scores / d).softmax(dim=-1),
-        f"the scores were multiplied by sqrt(d) instead of divided: use / sqrt(d) = / {math.sqrt(d):g}.":
-            (scores * math.sqrt(d)).softmax(dim=-1),
+        _("the scores were divided by d = {d} instead of sqrt(d) = {sqrt_d:g}: use "
+          "q.shape[-1] ** 0.5 (or math.sqrt).").format(d=d, sqrt_d=math.sqrt(d)): (scores / d).softmax(dim=-1),
+        _("the scores were multiplied by sqrt(d) instead of divided: use / sqrt(d) = / {sqrt_d:g}.").format(
+            sqrt_d=math.sqrt(d)): (scores * math.sqrt(d)).softmax(dim=-1),
     }
     return {text: (weights @ v, weights) for text, weights in mistakes.items()}
 
@@ -61,36 +62,38 @@ def check_scaled_dot_product_attention(attention):
     with the weights computed beside it, einsum or ``@``.
     """
     for q, k, v in (_qkv(), _qkv(1, 2, 7, 16)):
-        what = f"attention(q, k, v) with q, k, v of shape {fmt_shape(q.shape)}"
+        what = _("attention(q, k, v) with q, k, v of shape {shape}").format(shape=fmt_shape(q.shape))
         result = call(attention, q.clone(), k.clone(), v.clone())
         if isinstance(result, torch.Tensor):
-            raise CheckFailed(f"{what} returned one tensor; return two: (out, weights). The notebook draws "
-                              "the weights, and Attention(return_attention=True) hands them out.")
+            raise CheckFailed(_("{what} returned one tensor; return two: (out, weights). The notebook draws "
+                                "the weights, and Attention(return_attention=True) hands them out.").format(what=what))
         if not isinstance(result, (tuple, list)) or len(result) != 2:
-            raise CheckFailed(f"{what} should return a pair (out, weights), got {type(result).__name__}.")
+            raise CheckFailed(_("{what} should return a pair (out, weights), got {type}.").format(
+                what=what, type=type(result).__name__))
         out, weights = result
         n, d = q.shape[-2], q.shape[-1]
-        expect_tensor(weights, "weights")
-        expect_tensor(out, "out")
+        expect_tensor(weights, _("weights"))
+        expect_tensor(out, _("out"))
         scores = q @ k.transpose(-2, -1)
         want_weights = (scores / math.sqrt(d)).softmax(dim=-1)
         mistakes = _sdpa_mistakes(q, k, v)
         if tuple(weights.shape) != (*q.shape[:-2], n, n):
-            raise CheckFailed(f"weights should be [B, H, N, N] = {fmt_shape((*q.shape[:-2], n, n))} (one row per "
-                              f"query, one column per key), got {fmt_shape(weights.shape)}.")
-        raw = {"weights are the raw scores q @ k^T / sqrt(d): apply the softmax over the keys (dim=-1) "
-               "so that each row sums to 1.": scores / math.sqrt(d),
-               "weights are exp(scores) without dividing by their sum: use .softmax(dim=-1), which also "
-               "normalises each row to sum to 1.": (scores / math.sqrt(d)).exp()}
-        expect_close(weights, want_weights, "weights",
-                     wrong_variants={**{t: w for t, (_, w) in mistakes.items()}, **raw})
-        expect_close(out, want_weights @ v, "out",
-                     wrong_variants={"out is weights^T @ v: multiply weights @ v (each query row mixes the "
-                                     "value rows).": want_weights.transpose(-2, -1) @ v,
-                                     "out is q @ k^T @ v without the softmax: the weighted sum must use "
-                                     "the normalised weights.": scores / math.sqrt(d) @ v})
-    return ("softmax(q k^T / sqrt(d)) v with weights summing to 1 over the keys, for d = 4 and d = 16 "
-            f"(weights {fmt_shape((B, H, N, N))}).")
+            raise CheckFailed(_("weights should be [B, H, N, N] = {expected} (one row per "
+                                "query, one column per key), got {shape}.").format(
+                expected=fmt_shape((*q.shape[:-2], n, n)), shape=fmt_shape(weights.shape)))
+        raw = {_("weights are the raw scores q @ k^T / sqrt(d): apply the softmax over the keys (dim=-1) "
+                 "so that each row sums to 1."): scores / math.sqrt(d),
+               _("weights are exp(scores) without dividing by their sum: use .softmax(dim=-1), which also "
+                 "normalises each row to sum to 1."): (scores / math.sqrt(d)).exp()}
+        expect_close(weights, want_weights, _("weights"),
+                     wrong_variants={**{t: w for t, (_unused, w) in mistakes.items()}, **raw})
+        expect_close(out, want_weights @ v, _("out"),
+                     wrong_variants={_("out is weights^T @ v: multiply weights @ v (each query row mixes the "
+                                       "value rows)."): want_weights.transpose(-2, -1) @ v,
+                                     _("out is q @ k^T @ v without the softmax: the weighted sum must use "
+                                       "the normalised weights."): scores / math.sqrt(d) @ v})
+    return _("softmax(q k^T / sqrt(d)) v with weights summing to 1 over the keys, for d = 4 and d = 16 "
+             "(weights {shape}).").format(shape=fmt_shape((B, H, N, N)))
 
 
 # --- Exercise 3.2: multi-head attention from a fused qkv Linear -------------------------------------
@@ -127,46 +130,46 @@ def _mha_variants(x, qkv, proj, h):
         orders = {"k, q, v": (k, q, v), "q, v, k": (q, v, k), "v, k, q": (v, k, q), "k, v, q": (k, v, q),
                   "v, q, k": (v, q, k)}
         mistakes = {
-            "your output equals the heads' attention before the output projection: apply proj to the merged "
-            "heads. Without it the heads are only concatenated, never mixed.": merged,
-            "the heads were split with view/reshape to [B, N, H, d] but never moved in front of the tokens, "
-            "so the attention weights are [B, N, H, H]: attention ran across the heads of each token instead "
-            "of across tokens. Add .transpose(1, 2) after the view to get [B, H, N, d].":
+            _("your output equals the heads' attention before the output projection: apply proj to the merged "
+              "heads. Without it the heads are only concatenated, never mixed."): merged,
+            _("the heads were split with view/reshape to [B, N, H, d] but never moved in front of the tokens, "
+              "so the attention weights are [B, N, H, H]: attention ran across the heads of each token instead "
+              "of across tokens. Add .transpose(1, 2) after the view to get [B, H, N, d]."):
                 proj(across.reshape(b, n, dim)),
-            "the heads were split without the transpose and merged with one (attention ran across heads, "
-            "weights [B, N, H, H]). Transpose to [B, H, N, d] right after the split, back before the merge.":
+            _("the heads were split without the transpose and merged with one (attention ran across heads, "
+              "weights [B, N, H, H]). Transpose to [B, H, N, d] right after the split, back before the merge."):
                 proj(across.transpose(1, 2).reshape(b, n, dim)),
-            "the heads were merged in the wrong order: [B, H, N, d] was reshaped straight to [B, N, D], which "
-            "mixes tokens. Transpose back to [B, N, H, d] first: .transpose(1, 2).reshape(B, N, D).":
+            _("the heads were merged in the wrong order: [B, H, N, d] was reshaped straight to [B, N, D], which "
+              "mixes tokens. Transpose back to [B, N, H, d] first: .transpose(1, 2).reshape(B, N, D)."):
                 proj(heads.reshape(b, n, dim)),
-            "the heads were merged as (d h) instead of (h d): each token's output must be head 0's d numbers, "
-            "then head 1's, ... (einops: 'b h n d -> b n (h d)').":
+            _("the heads were merged as (d h) instead of (h d): each token's output must be head 0's d numbers, "
+              "then head 1's, ... (einops: 'b h n d -> b n (h d)')."):
                 proj(heads.permute(0, 2, 3, 1).reshape(b, n, dim)),
-            "the fused qkv output was split as [B, N, H, 3, d]; its layout is [q | k | v], each D wide: "
-            "reshape(B, N, 3, H, d) (einops: 'b n (three h d) -> three b h n d').":
+            _("the fused qkv output was split as [B, N, H, 3, d]; its layout is [q | k | v], each D wide: "
+              "reshape(B, N, 3, H, d) (einops: 'b n (three h d) -> three b h n d')."):
                 proj(_heads_attention(qi, ki, vi).transpose(1, 2).reshape(b, n, dim)),
-            "the scores were not divided by sqrt(d), the head size (not the hidden size D).":
+            _("the scores were not divided by sqrt(d), the head size (not the hidden size D)."):
                 proj((((q @ k.transpose(-2, -1)).softmax(-1)) @ v).transpose(1, 2).reshape(b, n, dim)),
-            f"the scores were divided by sqrt(D) = sqrt({dim}) (the hidden size); divide by sqrt(d) with d = "
-            f"D / H = {d}, the size of one head.":
+            _("the scores were divided by sqrt(D) = sqrt({dim}) (the hidden size); divide by sqrt(d) with d = "
+              "D / H = {d}, the size of one head.").format(dim=dim, d=d):
                 proj((((q @ k.transpose(-2, -1)) / math.sqrt(dim)).softmax(-1) @ v).transpose(1, 2).reshape(b, n, dim)),
-            f"the scores were divided by D = {dim} (the hidden size), not by sqrt(d) with d = D / H = {d}, the "
-            "size of one head.": merge((scores / dim).softmax(-1) @ v),
-            f"the scores were divided by d = {d} instead of sqrt(d): use the square root of the head size, "
-            "math.sqrt(d).": merge((scores / d).softmax(-1) @ v),
-            "the softmax ran over the queries (dim=-2): each query's weights must sum to 1 over the keys, "
-            "softmax(dim=-1).": merge((scores / math.sqrt(d)).softmax(-2) @ v),
-            "the heads were split on the wrong axis: D was cut as [d, H] (reshape(B, N, 3, d, H)), so each "
-            "head got every H-th number. Each head is d consecutive numbers: reshape(B, N, 3, H, d).":
+            _("the scores were divided by D = {dim} (the hidden size), not by sqrt(d) with d = D / H = {d}, the "
+              "size of one head.").format(dim=dim, d=d): merge((scores / dim).softmax(-1) @ v),
+            _("the scores were divided by d = {d} instead of sqrt(d): use the square root of the head size, "
+              "math.sqrt(d).").format(d=d): merge((scores / d).softmax(-1) @ v),
+            _("the softmax ran over the queries (dim=-2): each query's weights must sum to 1 over the keys, "
+              "softmax(dim=-1)."): merge((scores / math.sqrt(d)).softmax(-2) @ v),
+            _("the heads were split on the wrong axis: D was cut as [d, H] (reshape(B, N, 3, d, H)), so each "
+              "head got every H-th number. Each head is d consecutive numbers: reshape(B, N, 3, H, d)."):
                 merge(_heads_attention(qd, kd, vd)),
-            "the fused output [B, N, 3D] was reshaped straight to [3, B, H, N, d]: reshape keeps memory order "
-            "and mixes tokens, heads and q/k/v. Reshape to [B, N, 3, H, d], then permute(2, 0, 3, 1, 4).":
+            _("the fused output [B, N, 3D] was reshaped straight to [3, B, H, N, d]: reshape keeps memory order "
+              "and mixes tokens, heads and q/k/v. Reshape to [B, N, 3, H, d], then permute(2, 0, 3, 1, 4)."):
                 merge(_heads_attention(qr, kr, vr)),
-            "q, k and v were each reshaped straight from [B, N, D] to [B, H, N, d]: that mixes tokens and "
-            "heads. Reshape to [B, N, H, d], then transpose(1, 2) (or permute).":
+            _("q, k and v were each reshaped straight from [B, N, D] to [B, H, N, d]: that mixes tokens and "
+              "heads. Reshape to [B, N, H, d], then transpose(1, 2) (or permute)."):
                 merge(_heads_attention(qs, ks, vs)),
-            **{f"q, k and v were taken in the wrong order ({order}): the fused output is laid out [q | k | v], "
-               "so the first D numbers are the queries, then the keys, then the values.":
+            **{_("q, k and v were taken in the wrong order ({order}): the fused output is laid out [q | k | v], "
+                 "so the first D numbers are the queries, then the keys, then the values.").format(order=order):
                    merge(_heads_attention(*qkv_swapped)) for order, qkv_swapped in orders.items()},
         }
     return want, mistakes
@@ -185,16 +188,18 @@ def check_multi_head_attention(multi_head_attention):
     """
     for x, h in ((torch.randn(B, N, DIM), H), (torch.randn(1, 7, 16), 2)):
         qkv, proj = _layers(x.shape[-1])
-        what = f"multi_head_attention(x {fmt_shape(x.shape)}, qkv, proj, num_heads={h})"
+        what = _("multi_head_attention(x {shape}, qkv, proj, num_heads={h})").format(shape=fmt_shape(x.shape), h=h)
         with torch.no_grad():
             want, mistakes = _mha_variants(x, qkv, proj, h)  # the key first; the learner gets copies
             got = expect_tensor(call(multi_head_attention, x.clone(), copy.deepcopy(qkv), copy.deepcopy(proj), h), what)
         if got.shape != want.shape:
-            raise CheckFailed(f"{what} should return [B, N, D] = {fmt_shape(want.shape)}, got {fmt_shape(got.shape)}. "
-                              "Merge the heads back: [B, H, N, d] -> transpose(1, 2) -> reshape(B, N, D).")
-        expect_close(got, want, "your output", wrong_variants=mistakes, atol=1e-4)
-    return (f"[{B}, {N}, {DIM}] with {H} heads of size {HEAD_DIM}, and [1, 7, 16] with 2 heads: split, attend, "
-            "merge, project — the same numbers as vit_lesson.attention.Attention.")
+            raise CheckFailed(_("{what} should return [B, N, D] = {expected}, got {shape}. "
+                                "Merge the heads back: [B, H, N, d] -> transpose(1, 2) -> reshape(B, N, D).").format(
+                what=what, expected=fmt_shape(want.shape), shape=fmt_shape(got.shape)))
+        expect_close(got, want, _("your output"), wrong_variants=mistakes, atol=1e-4)
+    return _("{shape} with {heads} heads of size {head_dim}, and [1, 7, 16] with 2 heads: split, attend, "
+             "merge, project — the same numbers as vit_lesson.attention.Attention.").format(
+        shape=fmt_shape((B, N, DIM)), heads=H, head_dim=HEAD_DIM)
 
 
 # --- Exercise 3.3: spot the bugs in the blog post's MultiHeadAttention ---------------------------------
@@ -238,11 +243,12 @@ def check_post_attention(attention_class):
     config = SimpleNamespace(hidden_size=DIM, num_heads=H)
     module = call(attention_class, config)
     if not isinstance(module, nn.Module):
-        raise CheckFailed(f"attention_class(config) should build an nn.Module, got {type(module).__name__}.")
+        raise CheckFailed(_("attention_class(config) should build an nn.Module, got {type}.").format(
+            type=type(module).__name__))
     for name in ("query", "key", "value"):
         if not isinstance(getattr(module, name, None), nn.Linear):
-            raise CheckFailed(f"keep the post's separate self.{name} = nn.Linear(hidden_size, hidden_size); "
-                              f"the check copies weights into it (separate q/k/v is not a bug).")
+            raise CheckFailed(_("keep the post's separate self.{name} = nn.Linear(hidden_size, hidden_size); "
+                                "the check copies weights into it (separate q/k/v is not a bug).").format(name=name))
     torch.manual_seed(1)
     for layer in module.modules():
         if isinstance(layer, nn.Linear):
@@ -255,46 +261,49 @@ def check_post_attention(attention_class):
     with torch.no_grad():
         reference = _post_reference(x_square, module, H, projection)  # the key before the learner's code runs
         try:
-            got = expect_tensor(call(module, x_square.clone()), "forward(x)")
+            got = expect_tensor(call(module, x_square.clone()), _("forward(x)"))
         except LearnerError as error:
             if "math" in str(error):
-                raise CheckFailed("`math` is not defined: the post never imports it. Add `import math` at the "
-                                  "top of the cell.") from None
+                raise CheckFailed(_("`math` is not defined: the post never imports it. Add `import math` at the "
+                                    "top of the cell.")) from None
             raise
         merged, want, across = reference
         post_out = across.permute(0, 2, 1, 3).reshape(B, H, DIM)  # the post's merge, N == H
-        across_msg = ("attention ran across the heads, not across the tokens: after .view(B, N, H, d) the "
-                      "tensors are [B, N, H, d], so q @ k^T gives weights [B, N, H, H] (head-to-head, inside each "
-                      "token). Add .transpose(1, 2) after each view to get [B, H, N, d].")
+        across_msg = _("attention ran across the heads, not across the tokens: after .view(B, N, H, d) the "
+                       "tensors are [B, N, H, d], so q @ k^T gives weights [B, N, H, H] (head-to-head, inside each "
+                       "token). Add .transpose(1, 2) after each view to get [B, H, N, d].")
         variants = [post_out, across.reshape(B, H, DIM)]  # the post's merge, or a plain reshape
         variants += [projection(v) for v in variants] if projection is not None else []
         if any(v.shape == got.shape and torch.allclose(got, v, atol=1e-4) for v in variants):
             raise CheckFailed(across_msg)
 
     x = torch.randn(B, N, DIM)
-    what = f"forward(x) with x {fmt_shape(x.shape)}"
+    what = _("forward(x) with x {shape}").format(shape=fmt_shape(x.shape))
     with torch.no_grad():
         reference = _post_reference(x, module, H, projection)
         try:
             got = expect_tensor(call(module, x.clone()), what)
         except LearnerError as error:
             if "invalid for input of size" in str(error):
-                raise CheckFailed(f"{str(error).rstrip('.')}. With {N} tokens and {H} heads the post's final view fails: the "
-                                  "context is [B, N, H, d], not [B, H, N, d], because the heads were never "
-                                  "transposed in front of the tokens. Add .transpose(1, 2) after each view.") from None
+                raise CheckFailed(_("{error}. With {n} tokens and {h} heads the post's final view fails: the "
+                                    "context is [B, N, H, d], not [B, H, N, d], because the heads were never "
+                                    "transposed in front of the tokens. Add .transpose(1, 2) after each view.").format(
+                    error=str(error).rstrip("."), n=N, h=H)) from None
             raise
         merged, want, across = reference
     if got.shape != (B, N, DIM):
-        raise CheckFailed(f"{what} should return [B, N, D] = {fmt_shape((B, N, DIM))}, got {fmt_shape(got.shape)}.")
+        raise CheckFailed(_("{what} should return [B, N, D] = {expected}, got {shape}.").format(
+            what=what, expected=fmt_shape((B, N, DIM)), shape=fmt_shape(got.shape)))
     if torch.allclose(got, merged, atol=1e-4):
-        raise CheckFailed("the heads now attend across tokens (good), but the output is the concatenated heads "
-                          "as they are: the output projection is missing. Add self.proj = nn.Linear(hidden_size, "
-                          "hidden_size) in __init__ and return self.proj(context).")
+        raise CheckFailed(_("the heads now attend across tokens (good), but the output is the concatenated heads "
+                            "as they are: the output projection is missing. Add self.proj = nn.Linear(hidden_size, "
+                            "hidden_size) in __init__ and return self.proj(context)."))
     if projection is None:
         extra = [n for n, m in module.named_children() if n not in ("query", "key", "value")]
-        raise CheckFailed("the output projection is missing: add one nn.Linear(hidden_size, hidden_size) (e.g. "
-                          f"self.proj) besides query/key/value and apply it last (found extra modules: {extra or 'none'}).")
-    expect_close(got, want, "your output", atol=1e-4)
-    return ("all three bugs fixed, and the layer matches the reference for 3 and 5 tokens: (1) `math` is "
-            "imported, (2) the heads are transposed to [B, H, N, d], so attention runs across tokens, not "
-            "across heads, (3) the output projection mixes the heads.")
+        raise CheckFailed(_("the output projection is missing: add one nn.Linear(hidden_size, hidden_size) (e.g. "
+                            "self.proj) besides query/key/value and apply it last (found extra modules: "
+                            "{extra}).").format(extra=extra or _("none")))
+    expect_close(got, want, _("your output"), atol=1e-4)
+    return _("all three bugs fixed, and the layer matches the reference for 3 and 5 tokens: (1) `math` is "
+             "imported, (2) the heads are transposed to [B, H, N, d], so attention runs across tokens, not "
+             "across heads, (3) the output projection mixes the heads.")

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..flops import vit_parameter_parts
+from ..i18n import _
 from ..model import ViT, count_parameters, get_config
 from .core import CheckFailed, call, exercise, expect_close, expect_tensor
 
@@ -36,27 +37,27 @@ def _mistakes(config) -> dict[str, int]:
     biases = D + L * (3 * D + D + M + D) + K          # patch_embed, qkv, proj, fc1, fc2, head
     norms = 2 * D * (2 * L + 1)                       # norm1, norm2 per block, final norm
     return {
-        "the biases are missing (every nn.Linear and the patch Conv2d has one: out_features numbers)":
+        _("the biases are missing (every nn.Linear and the patch Conv2d has one: out_features numbers)"):
             total - biases,
-        "the LayerNorms are missing: each has a weight and a bias of D numbers (norm1 and norm2 in "
-        "every block, plus the final norm)": total - norms,
-        "the LayerNorms' biases are missing: a LayerNorm has 2 x D parameters (weight and bias)":
+        _("the LayerNorms are missing: each has a weight and a bias of D numbers (norm1 and norm2 in "
+          "every block, plus the final norm)"): total - norms,
+        _("the LayerNorms' biases are missing: a LayerNorm has 2 x D parameters (weight and bias)"):
             total - norms // 2,
-        "D numbers are missing: the class token (D numbers), or one position embedding: there are "
-        "N + 1 positions (the class token has one too), so pos_embed is (N + 1) x D": total - D,
-        "the position embeddings are missing ((N + 1) x D numbers)": total - (N + 1) * D,
-        "the class token and the position embeddings are both missing": total - D - (N + 1) * D,
-        "the classification head is missing (D x num_classes + num_classes)": total - parts["head"],
-        "the head's bias is missing (num_classes numbers)": total - K,
-        "the final LayerNorm (after the last block) is missing (2 x D)": total - 2 * D,
-        "the MLP was counted with 4 x hidden_size; use config.intermediate_size":
+        _("D numbers are missing: the class token (D numbers), or one position embedding: there are "
+          "N + 1 positions (the class token has one too), so pos_embed is (N + 1) x D"): total - D,
+        _("the position embeddings are missing ((N + 1) x D numbers)"): total - (N + 1) * D,
+        _("the class token and the position embeddings are both missing"): total - D - (N + 1) * D,
+        _("the classification head is missing (D x num_classes + num_classes)"): total - parts["head"],
+        _("the head's bias is missing (num_classes numbers)"): total - K,
+        _("the final LayerNorm (after the last block) is missing (2 x D)"): total - 2 * D,
+        _("the MLP was counted with 4 x hidden_size; use config.intermediate_size"):
             total - L * (2 * D * M + M) + L * (2 * D * 4 * D + 4 * D),
-        "q, k and v were counted as one D x D matrix; the qkv projection is D x 3D (+ 3D bias)":
+        _("q, k and v were counted as one D x D matrix; the qkv projection is D x 3D (+ 3D bias)"):
             total - L * (2 * D * D + 2 * D),
-        "the output projection attn.proj (D x D + D) is missing in each block": total - L * (D * D + D),
-        "the patch embedding ignores the channels: it maps C x P x P pixels to D numbers":
+        _("the output projection attn.proj (D x D + D) is missing in each block"): total - L * (D * D + D),
+        _("the patch embedding ignores the channels: it maps C x P x P pixels to D numbers"):
             total - (config.num_channels - 1) * config.patch_size ** 2 * D,
-        "only one block was counted: multiply by num_hidden_layers": total - (L - 1) * parts["blocks"] // L,
+        _("only one block was counted: multiply by num_hidden_layers"): total - (L - 1) * parts["blocks"] // L,
     }
 
 
@@ -81,18 +82,21 @@ def check_count_parameters(count_vit_parameters):
             elif isinstance(got, float) and got.is_integer():
                 got = int(got)
             else:
-                raise CheckFailed(f"count_vit_parameters should return an int, got {type(got).__name__}.")
+                raise CheckFailed(_("count_vit_parameters should return an int, got {type}.").format(
+                    type=type(got).__name__))
         if got == want:
             continue
-        shape = (f"(image {config.image_size}, patch {config.patch_size}, D {config.hidden_size}, "
-                 f"L {config.num_hidden_layers}, MLP {config.intermediate_size}, {config.num_classes} classes)")
+        shape = _("(image {image}, patch {patch}, D {d}, L {layers}, MLP {mlp}, {classes} classes)").format(
+            image=config.image_size, patch=config.patch_size, d=config.hidden_size, layers=config.num_hidden_layers,
+            mlp=config.intermediate_size, classes=config.num_classes)
         for explanation, variant in _mistakes(config).items():
             if got == variant:
-                raise CheckFailed(f"{got:,} instead of {want:,} for {shape}: {explanation}.")
+                raise CheckFailed(_("{got:,} instead of {want:,} for {shape}: {explanation}.").format(
+                    got=got, want=want, shape=shape, explanation=explanation))
         parts = ", ".join(f"{k} {v:,}" for k, v in vit_parameter_parts(config).items())
-        raise CheckFailed(f"{got:,} instead of {want:,} for {shape} (off by {want - got:+,}). The pieces: "
-                          f"{parts}.")
-    return "your formula matches real instances of three different shapes (micro, a custom one, Tiny)."
+        raise CheckFailed(_("{got:,} instead of {want:,} for {shape} (off by {off:+,}). The pieces: "
+                            "{parts}.").format(got=got, want=want, shape=shape, off=want - got, parts=parts))
+    return _("your formula matches real instances of three different shapes (micro, a custom one, Tiny).")
 
 
 @exercise("5.1", "classify from the class token", hints=(
@@ -109,19 +113,19 @@ def check_classify(classify):
         tokens = torch.randn(3, 10, D) * 2 + 0.5
         want = head(norm(tokens)[:, 0])  # the key first; the learner gets copies
         got = call(classify, tokens.clone(), copy.deepcopy(norm), copy.deepcopy(head))
-        got = expect_tensor(got, "classify(tokens, norm, head)")
+        got = expect_tensor(got, _("classify(tokens, norm, head)"))
         if got.shape == (3, 10, K):
-            raise CheckFailed("the head ran on every token ([B, N+1, classes]); ViT classifies from the "
-                              "class token alone: take tokens[:, 0] (position 0) before the head.")
+            raise CheckFailed(_("the head ran on every token ([B, N+1, classes]); ViT classifies from the "
+                                "class token alone: take tokens[:, 0] (position 0) before the head."))
         wrong = {
-            "this is the last token, tokens[:, -1] (a patch in the bottom-right corner). The class "
-            "token is the one we prepended: position 0, tokens[:, 0].": head(norm(tokens)[:, -1]),
-            "this is the mean over all tokens (global average pooling, an alternative some ViTs use); "
-            "the paper's ViT reads the class token alone: tokens[:, 0].": head(norm(tokens).mean(1)),
-            "this is the mean over the patch tokens (global average pooling); the paper's ViT reads "
-            "the class token: tokens[:, 0].": head(norm(tokens)[:, 1:].mean(1)),
-            "the final LayerNorm was skipped: y = LN(z_L^0) (Eq. 4), then the head. Use "
-            "head(norm(tokens)[:, 0]).": head(tokens[:, 0]),
+            _("this is the last token, tokens[:, -1] (a patch in the bottom-right corner). The class "
+              "token is the one we prepended: position 0, tokens[:, 0]."): head(norm(tokens)[:, -1]),
+            _("this is the mean over all tokens (global average pooling, an alternative some ViTs use); "
+              "the paper's ViT reads the class token alone: tokens[:, 0]."): head(norm(tokens).mean(1)),
+            _("this is the mean over the patch tokens (global average pooling); the paper's ViT reads "
+              "the class token: tokens[:, 0]."): head(norm(tokens)[:, 1:].mean(1)),
+            _("the final LayerNorm was skipped: y = LN(z_L^0) (Eq. 4), then the head. Use "
+              "head(norm(tokens)[:, 0])."): head(tokens[:, 0]),
         }
-        expect_close(got, want, "classify(tokens, norm, head)", wrong_variants=wrong)
-    return "logits = head(norm(tokens)[:, 0]): the class token's final state, normalised (Eq. 4)."
+        expect_close(got, want, _("classify(tokens, norm, head)"), wrong_variants=wrong)
+    return _("logits = head(norm(tokens)[:, 0]): the class token's final state, normalised (Eq. 4).")
