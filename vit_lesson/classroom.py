@@ -36,6 +36,7 @@ from pathlib import Path
 
 from . import __version__
 from ._optional import optional
+from .i18n import _
 
 nbformat = optional("nbformat")  # the [teacher] extra, imported when first used
 
@@ -195,15 +196,15 @@ def make_learner_versions(solutions_dir="notebooks", learner_dir="learner") -> l
 
 def add_cli(subparsers) -> None:
     learner = subparsers.add_parser(
-        "learner", help="write learner versions of the notebooks (solutions replaced by placeholders)")
-    learner.add_argument("--source", default="notebooks", help="folder of solution notebooks")
-    learner.add_argument("--out", default="learner", help="folder to write the learner versions to")
+        "learner", help=_("write learner versions of the notebooks (solutions replaced by placeholders)"))
+    learner.add_argument("--source", default="notebooks", help=_("folder of solution notebooks"))
+    learner.add_argument("--out", default="learner", help=_("folder to write the learner versions to"))
     learner.set_defaults(func=lambda args: [
-        print(f"{path}  ({n} exercise{'s' if n != 1 else ''})")
+        print(f"{path}  " + (_("({n} exercise)") if n == 1 else _("({n} exercises)")).format(n=n))
         for path, n in make_learner_versions(args.source, args.out)])
 
-    stamp = subparsers.add_parser("stamp", help="rewrite every notebook's Colab badge and setup cell")
-    stamp.add_argument("notebooks", nargs="*", help="notebooks to stamp (default: notebooks/*.ipynb)")
+    stamp = subparsers.add_parser("stamp", help=_("rewrite every notebook's Colab badge and setup cell"))
+    stamp.add_argument("notebooks", nargs="*", help=_("notebooks to stamp (default: notebooks/*.ipynb)"))
     stamp.set_defaults(func=lambda args: [
-        print(f"stamped {p}") for p in (args.notebooks or sorted(Path("notebooks").glob("*.ipynb")))
+        print(_("stamped {path}").format(path=p)) for p in (args.notebooks or sorted(Path("notebooks").glob("*.ipynb")))
         if stamp_notebook(Path(p))])

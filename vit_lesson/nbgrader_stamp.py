@@ -33,6 +33,7 @@ import re
 from pathlib import Path
 
 from ._optional import optional
+from .i18n import _
 
 nbformat = optional("nbformat")
 
@@ -118,8 +119,8 @@ def stamp_nbgrader_file(path: str | Path, problems: list | None = None) -> bool:
 
 
 def add_cli(subparsers) -> None:
-    parser = subparsers.add_parser("nbgrader-stamp", help="write nbgrader's cell metadata into notebooks (in place)")
-    parser.add_argument("notebooks", nargs="+", help="notebook files")
+    parser = subparsers.add_parser("nbgrader-stamp", help=_("write nbgrader's cell metadata into notebooks (in place)"))
+    parser.add_argument("notebooks", nargs="+", help=_("notebook files"))
 
     def run(args) -> int:
         for path in args.notebooks:

@@ -219,8 +219,8 @@ def compile_package_catalog(lang: str) -> Path:
 
 
 def add_cli(subparsers) -> None:
-    from .i18n import LANGUAGES
-    translate = subparsers.add_parser("translate", help="update, compile, build and check the course's translations")
+    from .i18n import LANGUAGES, _
+    translate = subparsers.add_parser("translate", help=_("update, compile, build and check the course's translations"))
     translate.add_argument("action", choices=("update", "compile", "build", "check"))
     translate.add_argument("--lang", default="zh-CN", choices=[tag for tag in LANGUAGES if tag != "en"])
     translate.set_defaults(func=_run)
