@@ -175,7 +175,8 @@ def build_notebook(notebook: Path, catalog: Path, out: Path, lang: str) -> Path:
 # --- the package's own messages ------------------------------------------------------------------
 
 def package_messages() -> list[tuple[str, str]]:
-    """``(msgid, where)`` for every ``_("...")`` in the package, every exercise title and hint."""
+    """``(msgid, where)`` for every ``_("...")`` in the package, every exercise title and hint, and every
+    ``# Hint:`` comment of the English notebooks (a cell with two solution blocks may have two)."""
     found, seen = [], set()
     for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -186,6 +187,14 @@ def package_messages() -> list[tuple[str, str]]:
                 if msgid not in seen:
                     seen.add(msgid)
                     found.append((msgid, f"{path.relative_to(PACKAGE.parent).as_posix()}:{node.lineno}"))
+    import json
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):  # hint comments in code cells
+        for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                for match in HINT.finditer("".join(cell["source"])):
+                    if match.group("hint") not in seen:
+                        seen.add(match.group("hint"))
+                        found.append((match.group("hint"), f"notebooks/{notebook.name}:hint"))
     from .checks.core import HINTS
     for exercise_id, (title, hints) in HINTS.items():
         for msgid in (title, *hints):
