@@ -7,7 +7,10 @@ get weight decay).
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Iterable
 
+import numpy as np
 import torch
 
 from ..i18n import _
@@ -88,56 +91,100 @@ def _schedule_mistakes(base, warmup, total, low):
     }
 
 
+def _one_element(value) -> bool:
+    """A tensor or NumPy array holding one number (``.item()`` turns it into a Python number)."""
+    return (isinstance(value, torch.Tensor) and value.numel() == 1) or (isinstance(value, np.ndarray) and value.size == 1)
+
+
+def _as_number(value, step):
+    """The learner's lr as a float: a Python or NumPy number, or a one-element tensor or array."""
+    if _one_element(value):
+        value = value.item()
+    if value is None:
+        raise CheckFailed(_("lr_at returned None at step {step}: did you forget the `return`?").format(step=step))
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise CheckFailed(_("lr_at should return a number, got {type} at step {step}.").format(
+            type=type(value).__name__, step=step))
+    value = float(value)
+    if not math.isfinite(value):
+        raise CheckFailed(_("lr_at returned NaN or inf at step {step}: look for a division by zero (for example "
+                            "by total_steps - warmup_steps) or a log or square root of a negative number.").format(
+            step=step))
+    return value
+
+
+#: The settings 6.1 tries, the first one shown in the messages. Each differs from the others in
+#: every argument, so a number copied from one of them into the code fails on another.
+LR_SETTINGS = ((1e-3, 5, 25, 1e-5), (3e-4, 2, 10, 0.0), (5e-2, 7, 40, 1e-3))
+
+
 @exercise("6.1", "warmup + cosine learning rate", hints=LR_SCHEDULE_HINTS)
 def check_lr_schedule(lr_at):
     """``lr_at(step, base_lr, warmup_steps, total_steps, min_lr) -> float`` for steps 0..total_steps."""
-    base, warmup, total, low = 1e-3, 5, 25, 1e-5
-    got = []
-    for step in range(total + 1):
-        value = call(lr_at, step, base, warmup, total, low)
-        if isinstance(value, torch.Tensor):
-            value = value.item()
-        if not isinstance(value, (int, float)):
-            raise CheckFailed(_("lr_at should return a number, got {type} at step {step}.").format(
-                type=type(value).__name__, step=step))
-        got.append(float(value))
-    want = [_reference_lr(s, base, warmup, total, low) for s in range(total + 1)]
     close = lambda a, b: all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-12) for x, y in zip(a, b))  # noqa: E731
-    if close(got, want):
-        other = [float(call(lr_at, s, 3e-4, 2, 10, 0.0)) for s in range(11)]
-        if not close(other, [_reference_lr(s, 3e-4, 2, 10, 0.0) for s in range(11)]):
+    for number, (base, warmup, total, low) in enumerate(LR_SETTINGS):
+        want = [_reference_lr(s, base, warmup, total, low) for s in range(total + 1)]  # before the learner's code
+        mistakes = _schedule_mistakes(base, warmup, total, low)
+        got = [_as_number(call(lr_at, step, base, warmup, total, low), step) for step in range(total + 1)]
+        if close(got, want):
+            continue
+        if number > 0 and close(got, [_reference_lr(s, *LR_SETTINGS[0]) for s in range(total + 1)]):
+            raise CheckFailed(_("with base_lr={base:g}, warmup_steps={warmup}, total_steps={total}, min_lr={low:g} "
+                                "your lr_at gives the schedule of the first setting: are base_lr, warmup_steps, "
+                                "total_steps or min_lr hard-coded?").format(base=base, warmup=warmup, total=total,
+                                                                            low=low))
+        for explanation, variant in mistakes.items():
+            if close(got, variant):
+                raise CheckFailed(explanation)
+        if number == 1:  # the message this setting has always given
             raise CheckFailed(_("right for one setting but not for base_lr=3e-4, warmup_steps=2, total_steps=10, "
                                 "min_lr=0: are some numbers hard-coded?"))
-        return _("linear warmup to {base:g} in {warmup} steps, then a cosine down to min_lr={low:g} "
-                 "at step {total}.").format(base=base, warmup=warmup, low=low, total=total)
-    for explanation, variant in _schedule_mistakes(base, warmup, total, low).items():
-        if close(got, variant):
-            raise CheckFailed(explanation)
-    step = next(s for s in range(total + 1) if not math.isclose(got[s], want[s], rel_tol=1e-6, abs_tol=1e-12))
-    phase = _("warmup") if step < warmup else _("cosine")
-    raise CheckFailed(_("with base_lr={base:g}, warmup_steps={warmup}, total_steps={total}, min_lr={low:g}: "
-                        "step {step} ({phase}) should have lr {want:.4g}, got {got:.4g}.").format(
-        base=base, warmup=warmup, total=total, low=low, step=step, phase=phase, want=want[step], got=got[step]))
+        step = next(s for s in range(total + 1) if not math.isclose(got[s], want[s], rel_tol=1e-6, abs_tol=1e-12))
+        phase = _("warmup") if step < warmup else _("cosine")
+        raise CheckFailed(_("with base_lr={base:g}, warmup_steps={warmup}, total_steps={total}, min_lr={low:g}: "
+                            "step {step} ({phase}) should have lr {want:.4g}, got {got:.4g}.").format(
+            base=base, warmup=warmup, total=total, low=low, step=step, phase=phase, want=want[step], got=got[step]))
+    base, warmup, total, low = LR_SETTINGS[0]
+    return _("linear warmup to {base:g} in {warmup} steps, then a cosine down to min_lr={low:g} "
+             "at step {total}.").format(base=base, warmup=warmup, low=low, total=total)
 
 
-def _tiny_vit():
+def _tiny_vit(layers: int = 2, hidden: int = 16, heads: int = 2):
     from ..model import ViT, get_config
 
-    return ViT(get_config("micro", image_size=8, patch_size=4, num_channels=1, hidden_size=16,
-                          num_hidden_layers=2, num_attention_heads=2, intermediate_size=32))
+    return ViT(get_config("micro", image_size=8, patch_size=4, num_channels=1, hidden_size=hidden,
+                          num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=2 * hidden))
 
 
-@exercise("6.2", "weight-decay parameter groups", hints=PARAMETER_GROUPS_HINTS)
-def check_parameter_groups(parameter_groups):
-    """``parameter_groups(model, weight_decay) -> [{"params": [...], "weight_decay": ...}, ...]``."""
-    model = _tiny_vit()
-    groups = call(parameter_groups, model, 0.05)
-    if isinstance(groups, dict) or not all(isinstance(g, dict) and "params" in g for g in groups):
+_NO_DECAY_BY_NAME = ("pos_embed", "cls_token")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_groups(parameter_groups, model, weight_decay):
+    """Run ``parameter_groups(model, weight_decay)``; raise :class:`CheckFailed` naming the first mistake."""
+    # The answer key, from the model as built, before the learner's code can touch it.
+    named = list(model.named_parameters())
+    names = {id(p): n for n, p in named}
+    matrices = sorted(n for n, p in named if p.ndim >= 2 and n not in _NO_DECAY_BY_NAME)
+    groups = call(parameter_groups, model, weight_decay)
+    if groups is None:
+        raise CheckFailed(_("parameter_groups returned None: did you forget the `return`? It should return a list "
+                            "of two dicts."))
+    if isinstance(groups, (dict, str, bytes, torch.Tensor)) or not isinstance(groups, Iterable):
         raise CheckFailed(_("return a list of dicts, each with 'params' (a list of parameters) and 'weight_decay'."))
-    names = {id(p): n for n, p in model.named_parameters()}
+    groups = list(groups)
+    if not groups or not all(isinstance(g, dict) and "params" in g for g in groups):
+        raise CheckFailed(_("return a list of dicts, each with 'params' (a list of parameters) and 'weight_decay'."))
     decay_of, seen = {}, []
     for group in groups:
-        for p in group["params"]:
+        params = group["params"]
+        if isinstance(params, torch.Tensor):
+            raise CheckFailed(_("a group's 'params' is one tensor; it should be a list of parameters (put the "
+                                "parameter in a list, or collect them with a list)."))
+        for p in params:
             if id(p) not in names:
                 raise CheckFailed(_("a group holds something that is not one of model's parameters "
                                     "(use model.named_parameters())."))
@@ -152,6 +199,19 @@ def check_parameter_groups(parameter_groups):
         raise CheckFailed(_("{name} is in no group, so the optimiser would never train it.").format(name=missing[0]))
     if any(v is None for v in decay_of.values()):
         raise CheckFailed(_("give every group a 'weight_decay' (0.0 for the no-decay group)."))
+    decay_of = {n: (v.item() if _one_element(v) else v) for n, v in decay_of.items()}
+    odd = sorted(n for n, v in decay_of.items() if not _is_number(v))
+    if odd:
+        raise CheckFailed(_("the 'weight_decay' of the group holding {name} is a {type}, not a number.").format(
+            name=odd[0], type=type(decay_of[odd[0]]).__name__))
+    not_finite = sorted(n for n, v in decay_of.items() if not math.isfinite(v))
+    if not_finite:
+        raise CheckFailed(_("the 'weight_decay' of the group holding {name} is NaN or inf: use the weight_decay "
+                            "argument for the decay group and 0.0 for the other.").format(name=not_finite[0]))
+    negative = sorted(n for n, v in decay_of.items() if v < 0)
+    if negative:
+        raise CheckFailed(_("the 'weight_decay' of the group holding {name} is negative: use the weight_decay "
+                            "argument for the decay group and 0.0 for the other.").format(name=negative[0]))
     decayed = {n for n, v in decay_of.items() if v > 0}
     norms = sorted(n for n in decayed if "norm" in n and n.endswith("weight"))
     if norms:
@@ -161,19 +221,39 @@ def check_parameter_groups(parameter_groups):
     if biases:
         raise CheckFailed(_("biases are decayed (e.g. {name}): they do not make the model more complex, "
                             "so decay only hurts. Leave out the 1-D parameters.").format(name=biases[0]))
-    tokens = sorted(n for n in decayed if n in ("pos_embed", "cls_token"))
+    tokens = sorted(n for n in decayed if n in _NO_DECAY_BY_NAME)
     if tokens:
         raise CheckFailed(_("{name} is decayed. It has ndim 3 ([1, N, D]), so p.ndim <= 1 misses it: "
                             "the position embeddings and the class token need to be caught by name.").format(
             name=tokens[0]))
-    matrices = sorted(n for n, p in model.named_parameters() if p.ndim >= 2 and n not in ("pos_embed", "cls_token"))
     undecayed = [n for n in matrices if n not in decayed]
     if undecayed:
         raise CheckFailed(_("{name} gets no weight decay; weight matrices should (that is where decay "
                             "regularises).").format(name=undecayed[0]))
     values = {decay_of[n] for n in matrices}
-    if values != {0.05}:
-        raise CheckFailed(_("the decay group should use the weight_decay argument (0.05 here), got {values}.").format(
-            values=sorted(values)))
+    if not all(math.isclose(v, weight_decay, rel_tol=1e-6) for v in values):  # a float32 tensor of it is fine
+        got = ", ".join(f"{v:g}" for v in sorted(values))
+        if len(values) == 1 and any(math.isclose(next(iter(values)), other) for other in _WEIGHT_DECAYS + _COMMON_DECAYS):
+            raise CheckFailed(_("the decay group uses weight_decay={got}, but the weight_decay argument is {want} "
+                                "here: is the value hard-coded? Use the argument.").format(got=got, want=f"{weight_decay:g}"))
+        raise CheckFailed(_("the decay group should use the weight_decay argument ({want} here), got {got}.").format(
+            want=f"{weight_decay:g}", got=got))
+    return len(matrices), len(names) - len(matrices)
+
+
+#: (model, weight_decay) pairs 6.2 tries; the first one's counts are in the pass message. The
+#: models differ in depth and width and the values differ, so no list of names or value copied
+#: into the code passes them all.
+_WEIGHT_DECAYS = (0.05, 0.3, 0.01)
+_COMMON_DECAYS = (0.1, 1e-4, 5e-4, 1e-2, 0.02, 0.03)
+
+
+@exercise("6.2", "weight-decay parameter groups", hints=PARAMETER_GROUPS_HINTS)
+def check_parameter_groups(parameter_groups):
+    """``parameter_groups(model, weight_decay) -> [{"params": [...], "weight_decay": ...}, ...]``."""
+    models = (lambda: _tiny_vit(), lambda: _tiny_vit(layers=3, hidden=24, heads=3), lambda: _tiny_vit(layers=1))
+    counts = [_check_groups(parameter_groups, build(), weight_decay)
+              for build, weight_decay in zip(models, _WEIGHT_DECAYS)]
+    decayed, kept = counts[0]
     return _("{decayed} weight matrices decayed; {kept} norms, biases and embeddings left alone.").format(
-        decayed=len(matrices), kept=len(names) - len(matrices))
+        decayed=decayed, kept=kept)
