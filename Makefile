@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[lab,test]'
 	touch $(STAMP)
 
-lab: setup  ## set up, then open JupyterLab on notebooks/
-	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+# LAB_LANG=zh-CN: JupyterLab's own zh-CN language pack, chosen by default, and the course speaking Chinese.
+LAB_LANG ?=
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
+lab: setup  ## set up, then open JupyterLab on notebooks/ (LAB_LANG=zh-CN: in Chinese)
+	$(if $(filter zh-CN,$(LAB_LANG)),$(BIN)/python -m pip install --quiet jupyterlab-language-pack-zh-CN && mkdir -p $(LAB_SETTINGS) && \
+	  echo '{"@jupyterlab/translation-extension:plugin": {"locale": "zh_CN"}}' > $(LAB_SETTINGS)/overrides.json)
+	VIT_LESSON_LANG=$(LAB_LANG) $(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # Two workers, one torch thread each: two 2-thread processes on two cores run many times slower.
 # CLEAN_PYTHON=build/wheel-venv/bin/python (after `make test-wheel`, as CI does): tests/test_colab_isolation.py
