@@ -390,3 +390,78 @@ def test_graded_hints_start_at_the_notebook_hint_and_end_in_code(exercise_id, ca
     for level in range(1, len(hints) + 1):
         checks.hint(exercise_id, level=level)
         assert hints[level - 1] in capsys.readouterr().out
+
+
+# --- exercise checks: varied shapes, copied inputs, more named mistakes ----------------------------
+
+@pytest.mark.parametrize("wrong, words", [
+    (lambda a, l, g: a[l].mean(1)[:, 0, 1:].reshape(-1, 3, 3), "grid size hard-coded"),
+    (lambda a, l, g: (a[l].sum(1) / 3)[:, 0, 1:].reshape(-1, g, g), "number of heads hard-coded"),
+    (lambda a, l, g: a[l].amax(1)[:, 0, 1:].reshape(-1, g, g), "maximum"),
+    (lambda a, l, g: a[l].mean(1)[:, 0, 1:].reshape(-1, g, g) * float("nan"), "NaN"),
+    # writes zeros into the maps it was given, then answers from them: the answer key is not fooled
+    (lambda a, l, g: (a[l].zero_(), correct_map(a, l, g))[1], "wrong values"),
+])
+def test_check_cls_attention_map_names_hard_coded_sizes_nan_and_is_not_fooled_by_writes(wrong, words):
+    result = checks.check_cls_attention_map(wrong)
+    assert result.status == "fail" and words in result.message, result.message
+
+
+def test_check_cls_attention_map_passes_a_correct_answer_that_writes_into_its_input():
+    def clobbers(attentions, layer, grid):
+        out = correct_map(attentions, layer, grid).clone()
+        for a in attentions:
+            a.zero_()
+        return out
+
+    assert checks.check_cls_attention_map(clobbers)
+
+
+def rollout_mistake(attentions, fuse="mean", norm_dim=-1, elementwise=False, layers=None):
+    B, _, T, _ = attentions[0].shape
+    result = torch.eye(T).expand(B, T, T)
+    for a in attentions[layers] if layers is not None else attentions:
+        fused = {"mean": a.mean(1), "sum": a.sum(1), "max": a.amax(1)}[fuse] + torch.eye(T)
+        fused = fused / fused.sum(norm_dim, keepdim=True)
+        result = result * fused if elementwise else fused @ result
+    return result
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(norm_dim=-2), "column sums"),
+    (dict(fuse="sum"), "heads were summed"),
+    (dict(fuse="max"), "maximum"),
+    (dict(elementwise=True), "element by element"),
+    (dict(layers=slice(-1, None)), "only the last layer"),
+    (dict(layers=slice(0, 1)), "only the first layer"),
+])
+def test_check_rollout_names_more_mistakes(kwargs, words):
+    result = checks.check_rollout(lambda attentions: rollout_mistake(attentions, **kwargs))
+    assert result.status == "fail" and words in result.message, result.message
+
+
+def test_check_rollout_varies_the_shapes_names_nan_and_is_not_fooled_by_writes():
+    def three_layers_only(attentions):  # a loop over range(3), the first shape's layer count
+        return rollout_variant(attentions[:3]) if len(attentions) >= 3 else rollout_variant(attentions[:1])
+
+    assert not checks.check_rollout(three_layers_only)
+    assert "NaN" in checks.check_rollout(lambda attentions: rollout_variant(attentions) * float("nan")).message
+
+    def adds_identity_in_place(attentions):  # attention += I, written into the maps it was given: still right
+        B, _, T, _ = attentions[0].shape
+        result = torch.eye(T).expand(B, T, T)
+        for attention in attentions:
+            attention += torch.eye(T)
+            fused = attention.mean(1)
+            result = (fused / fused.sum(-1, keepdim=True)) @ result
+        return result
+
+    assert checks.check_rollout(adds_identity_in_place)
+
+    def zeroes_then_answers(attentions):  # makes its inputs uniform-free zeros, then answers from them
+        for attention in attentions:
+            attention.zero_()
+        return rollout_variant(attentions)
+
+    result = checks.check_rollout(zeroes_then_answers)
+    assert result.status == "fail" and "could not check" not in result.message
