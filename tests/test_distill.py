@@ -295,3 +295,84 @@ def test_graded_hints_start_at_the_notebook_hint_and_end_in_code(exercise_id, ca
     for level in range(1, len(hints) + 1):
         checks.hint(exercise_id, level=level)
         assert hints[level - 1] in capsys.readouterr().out
+
+
+# --- checks: more named mistakes, hard-coded numbers, None / NaN / .item() answers --------------------
+
+@pytest.mark.parametrize("soft_term, words", [
+    (lambda s, t, T: _kl(F.log_softmax(s / T, -1), F.softmax(t / T, -1)) / T ** 2, "divided by T²"),
+    (lambda s, t, T: T ** 2 * F.cross_entropy(s / T, F.softmax(t / T, -1)), "teacher's entropy"),
+    (lambda s, t, T: T ** 2 * F.kl_div(F.log_softmax(s / T, -1), F.softmax(t / T, -1), reduction="sum"),
+     "reduction='sum'"),
+    (lambda s, t, T: T * _kl(F.log_softmax(s / T, -1), F.softmax(t / T, -1)), "multiplied by T, not T²"),
+    (lambda s, t, T: T ** 2 * _kl(F.log_softmax(s / T, -1), F.log_softmax(t / T, -1)), "log_target=True"),
+    (lambda s, t, T: T ** 2 * _kl(F.softmax(s / T, -1).log(), F.softmax(t / T, -1)) * float("inf"), "NaN or inf"),
+])
+def test_check_8_1_names_more_mistakes(soft_term, words):
+    def wrong(s, t, y, alpha=0.5, temperature=4.0):
+        return alpha * F.cross_entropy(s, y) + (1 - alpha) * soft_term(s, t, temperature)
+
+    result = checks.check_distillation_loss(wrong)
+    assert not result and words in result.message, result.message
+
+
+@pytest.mark.parametrize("wrong, words", [
+    (lambda s, t, y, alpha, temperature: distillation_loss(s, t, y, 0.3, temperature), "ignores the `alpha`"),
+    (lambda s, t, y, alpha, temperature: distillation_loss(s, t, y, alpha, 4.0), "ignores the `temperature`"),
+    (lambda s, t, y, alpha, temperature: alpha * F.cross_entropy(s, y)
+     + temperature ** 2 * _kl(F.log_softmax(s / temperature, -1), F.softmax(t / temperature, -1)),
+     "not weighted by 1 - alpha"),
+    (lambda s, t, y, alpha, temperature: F.cross_entropy(s, y) + (1 - alpha) * temperature ** 2
+     * _kl(F.log_softmax(s / temperature, -1), F.softmax(t / temperature, -1)), "not weighted by alpha"),
+    (lambda s, t, y, alpha, temperature: None, "forget the `return`"),
+    (lambda s, t, y, alpha, temperature: distillation_loss(s, t, y, alpha, temperature).item(), ".item()"),
+    (lambda s, t, y, alpha, temperature: distillation_loss(s, t, y, alpha, temperature) * float("nan"), "NaN"),
+    # K = 10 classes hard-coded (the first run's): the second run has 7
+    (lambda s, t, y, alpha, temperature: alpha * F.cross_entropy(s, y) + (1 - alpha) * temperature ** 2
+     * F.kl_div(F.log_softmax(s / temperature, -1), F.softmax(t / temperature, -1), reduction="sum") / s.numel() * 10,
+     "alpha=0.8"),
+])
+def test_check_8_1_names_hard_coded_numbers_none_item_and_nan(wrong, words):
+    result = checks.check_distillation_loss(wrong)
+    assert not result and words in result.message, result.message
+    assert "could not check" not in result.message
+
+
+def test_check_8_1_answer_key_is_not_changed_by_a_learner_writing_into_its_inputs():
+    def clobbers(s, t, y, alpha, temperature):
+        loss = distillation_loss(s, t, y, alpha, temperature)
+        t.zero_()  # (the labels are saved for the backward pass, so only the teacher's logits)
+        return loss
+
+    assert checks.check_distillation_loss(clobbers)
+
+    def zeroes_the_teacher_first(s, t, y, alpha, temperature):
+        t.zero_()
+        return distillation_loss(s, t, y, alpha, temperature)
+
+    assert not checks.check_distillation_loss(zeroes_the_teacher_first)
+
+
+@pytest.mark.parametrize("wrong, words", [
+    (lambda s, t, y, alpha: hard_distillation_loss(s, t, y, 0.5), "ignores the `alpha`"),
+    (lambda s, t, y, alpha: alpha * F.cross_entropy(s, y) + (1 - alpha) * F.cross_entropy(s, s.argmax(-1)),
+     "student's own top class"),
+    (lambda s, t, y, alpha: F.cross_entropy(s, y) + F.cross_entropy(s, t.argmax(-1)), "not weighted"),
+    (lambda s, t, y, alpha: None, "forget the `return`"),
+    (lambda s, t, y, alpha: hard_distillation_loss(s, t, y, alpha).item(), ".item()"),
+    (lambda s, t, y, alpha: hard_distillation_loss(s, t, y, alpha) * float("nan"), "NaN"),
+    (lambda s, t, y, alpha: (t.zero_(), hard_distillation_loss(s, t, y, alpha))[1], "wrong values"),
+])
+def test_check_8_2_names_more_mistakes(wrong, words):
+    result = checks.check_hard_distillation_loss(wrong)
+    assert not result and words in result.message, result.message
+    assert "could not check" not in result.message
+
+
+def test_check_8_2_passes_a_correct_answer_that_writes_into_its_inputs():
+    def clobbers(s, t, y, alpha):
+        loss = hard_distillation_loss(s, t, y, alpha)
+        t.zero_(), y.zero_()
+        return loss
+
+    assert checks.check_hard_distillation_loss(clobbers)

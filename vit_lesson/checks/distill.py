@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 
@@ -66,7 +68,37 @@ def _distillation_variants(s, t, y, alpha, T):
                 alpha * ce + (1 - alpha) * other ** 2 * soft_other
     wrong[_("the cross-entropy is computed on softened logits (student / T); the label term uses the "
             "student's plain logits.")] = alpha * F.cross_entropy(s / T, y) + (1 - alpha) * T ** 2 * kl
+    wrong[_("the soft term is divided by T² (T={T:g}); multiply the KL by T² instead.").format(T=T)] = \
+        alpha * ce + (1 - alpha) * kl / T ** 2
+    entropy = -(pt * log_pt).sum(-1).mean()
+    wrong[_("the soft term is the cross-entropy with the teacher's probabilities, which is the KL plus the "
+            "teacher's entropy: the same gradient, but the loss is not 0 when the student matches the teacher. "
+            "Use the KL divergence (F.kl_div).")] = alpha * ce + (1 - alpha) * T ** 2 * (kl + entropy)
+    wrong[_("the soft term is not weighted by 1 - alpha: alpha weighs the cross-entropy with the labels, "
+            "1 - alpha the teacher's soft term.")] = alpha * ce + T ** 2 * kl
+    wrong[_("the cross-entropy with the labels is not weighted by alpha: alpha weighs it, 1 - alpha the "
+            "teacher's soft term.")] = ce + (1 - alpha) * T ** 2 * kl
+    for other in _ALPHAS:
+        if other != alpha:
+            wrong[_("your loss ignores the `alpha` argument (asked for alpha={alpha:g}, it computed "
+                    "alpha={other:g}): is alpha hard-coded?").format(alpha=alpha, other=other)] = \
+                other * ce + (1 - other) * T ** 2 * kl
     return right, wrong
+
+
+#: alpha values a learner might have typed into the code instead of using the argument.
+_ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9)
+
+
+def _scalar_answer(got, what):
+    """Fail with a named mistake unless the learner's loss is a one-number tensor; return it as a 0-d tensor."""
+    if got is None:
+        raise CheckFailed(_("your function returned None: did you forget the `return`?"))
+    if isinstance(got, numbers.Real) and not isinstance(got, bool):
+        raise CheckFailed(_("your function returned a Python number ({type}), not a tensor: .item() or float() "
+                            "cuts the loss off from the graph, so no gradient reaches the student. Return the "
+                            "tensor itself.").format(type=type(got).__name__))
+    return expect_tensor(got, what)
 
 
 HINTS_8_1 = (
@@ -94,19 +126,31 @@ HINTS_8_2 = (
 )
 
 
+#: (alpha, temperature, batch, classes) for 8.1 and (alpha, batch, classes) for 8.2: every number a
+#: learner could copy into the code changes between the two runs.
+_SOFT_RUNS = ((0.3, 4.0, 8, 10), (0.8, 2.0, 5, 7))
+_HARD_RUNS = ((0.5, 8, 10), (0.2, 6, 5))
+
+
 @exercise("8.1", "distillation loss", hints=HINTS_8_1)
 def check_distillation_loss(distillation_loss):
     """``distillation_loss(student_logits, teacher_logits, labels, alpha, temperature) -> scalar``."""
-    for seed, (alpha, T) in enumerate(((0.3, 4.0), (0.8, 2.0))):
-        s, t, y = _logits(seed)
+    for seed, (alpha, T, batch, classes) in enumerate(_SOFT_RUNS):
+        s, t, y = _logits(seed, batch, classes)
+        right, wrong = _distillation_variants(s, t, y, alpha, T)  # the answer key, before the learner's code
         student = s.clone().requires_grad_(True)
         got = call(distillation_loss, student, t.clone(), y.clone(), alpha=alpha, temperature=T)
-        got = expect_tensor(got, _("Your loss"))
+        got = _scalar_answer(got, _("Your loss"))
         if got.numel() != 1:
             raise CheckFailed(_("The loss should be one number (a scalar), got shape {shape}: "
                                 "average over the batch (reduction='batchmean' for the KL, the default "
                                 "'mean' for the cross-entropy).").format(shape=list(got.shape)))
-        right, wrong = _distillation_variants(s, t, y, alpha, T)
+        if not torch.isfinite(got.detach()).all():
+            raise CheckFailed(_("The loss at alpha={alpha:g}, temperature={T:g} is NaN or inf. In a distillation "
+                                "loss that is most often F.kl_div given the teacher's log-probabilities as its "
+                                "target (their log is NaN): the target must be the teacher's probabilities, or pass "
+                                "log_target=True. A log of a softmax (instead of log_softmax) can also reach "
+                                "log 0.").format(alpha=alpha, T=T))
         expect_close(got.reshape(()), right,
                      _("The loss at alpha={alpha:g}, temperature={T:g}").format(alpha=alpha, T=T), wrong, atol=1e-5)
         if not got.requires_grad:
@@ -119,30 +163,44 @@ def check_distillation_loss(distillation_loss):
              "(0.3, 4) and (0.8, 2).")
 
 
+def _hard_variants(s, t, y, alpha):
+    """The right hard-distillation loss and what each common mistake computes instead."""
+    teacher_labels = t.argmax(-1)
+    ce, ce_teacher = F.cross_entropy(s, y), F.cross_entropy(s, teacher_labels)
+    pt = F.softmax(t, -1)
+    wrong = {
+        _("the teacher's term uses its probabilities (a soft target); hard distillation uses its "
+          "decision, its top class, as an ordinary class label."):
+            alpha * ce + (1 - alpha) * -(pt * F.log_softmax(s, -1)).sum(-1).mean(),
+        _("alpha and 1 - alpha are swapped: alpha (here {alpha:g}) weighs the true labels.").format(alpha=alpha):
+            (1 - alpha) * ce + alpha * ce_teacher,
+        _("only the true labels are used; add the cross-entropy with the teacher's labels."): ce * alpha,
+        _("only the teacher's labels are used; add alpha * the cross-entropy with the true labels."):
+            (1 - alpha) * ce_teacher,
+        _("the second label is the student's own top class; hard distillation uses the teacher's "
+          "(teacher_logits.argmax(dim=-1))."): alpha * ce + (1 - alpha) * F.cross_entropy(s, s.argmax(-1)),
+        _("the two cross-entropies are not weighted: alpha weighs the true labels, 1 - alpha the "
+          "teacher's labels."): ce + ce_teacher,
+    }
+    for other in _ALPHAS:
+        if other != alpha:
+            wrong[_("your loss ignores the `alpha` argument (asked for alpha={alpha:g}, it computed "
+                    "alpha={other:g}): is alpha hard-coded?").format(alpha=alpha, other=other)] = \
+                other * ce + (1 - other) * ce_teacher
+    return alpha * ce + (1 - alpha) * ce_teacher, wrong
+
+
 @exercise("8.2", "hard distillation loss", hints=HINTS_8_2)
 def check_hard_distillation_loss(hard_distillation_loss):
     """``hard_distillation_loss(student_logits, teacher_logits, labels, alpha) -> scalar``."""
-    for seed, alpha in enumerate((0.5, 0.2)):
-        s, t, y = _logits(seed + 5)
-        got = expect_tensor(call(hard_distillation_loss, s.clone(), t.clone(), y.clone(), alpha=alpha),
-                            _("Your loss"))
+    for seed, (alpha, batch, classes) in enumerate(_HARD_RUNS):
+        s, t, y = _logits(seed + 5, batch, classes)
+        right, wrong = _hard_variants(s, t, y, alpha)  # the answer key, before the learner's code
+        got = _scalar_answer(call(hard_distillation_loss, s.clone(), t.clone(), y.clone(), alpha=alpha),
+                             _("Your loss"))
         if got.numel() != 1:
             raise CheckFailed(_("The loss should be a scalar, got shape {shape}.").format(shape=list(got.shape)))
-        teacher_labels = t.argmax(-1)
-        ce, ce_teacher = F.cross_entropy(s, y), F.cross_entropy(s, teacher_labels)
-        pt = F.softmax(t, -1)
-        wrong = {
-            _("the teacher's term uses its probabilities (a soft target); hard distillation uses its "
-              "decision, its top class, as an ordinary class label."):
-                alpha * ce + (1 - alpha) * -(pt * F.log_softmax(s, -1)).sum(-1).mean(),
-            _("alpha and 1 - alpha are swapped: alpha (here {alpha:g}) weighs the true labels.").format(alpha=alpha):
-                (1 - alpha) * ce + alpha * ce_teacher,
-            _("only the true labels are used; add the cross-entropy with the teacher's labels."): ce * alpha,
-            _("only the teacher's labels are used; add alpha * the cross-entropy with the true labels."):
-                (1 - alpha) * ce_teacher,
-        }
-        expect_close(got.reshape(()), alpha * ce + (1 - alpha) * ce_teacher,
-                     _("The loss at alpha={alpha:g}").format(alpha=alpha), wrong, atol=1e-5)
+        expect_close(got.reshape(()), right, _("The loss at alpha={alpha:g}").format(alpha=alpha), wrong, atol=1e-5)
     return _("alpha * CE(student, labels) + (1 - alpha) * CE(student, teacher's argmax), for alpha = 0.5 and 0.2.")
 
 
