@@ -157,3 +157,65 @@ def test_graded_hints_start_at_the_notebook_hint_and_end_in_code(exercise_id, ca
     for level in range(1, len(hints) + 1):
         checks.hint(exercise_id, level=level)
         assert hints[level - 1] in capsys.readouterr().out
+
+
+# --- check 9.1: BatchNorms that are not the identity, copies, more named mistakes ----------------------
+
+def stem_of(names):
+    return lambda r, k: nn.Sequential(*[getattr(r, n) for n in names] + [getattr(r, f"layer{i}") for i in range(1, k + 1)])
+
+
+@pytest.mark.parametrize("wrong, words", [
+    (stem_of(["conv1", "relu", "maxpool"]), "bn1 is missing"),   # passed while the check's BatchNorms were fresh
+    (stem_of(["conv1", "maxpool"]), "bn1 and the ReLU are missing"),
+    (stem_of(["conv1", "relu", "bn1", "maxpool"]), "ReLU comes before bn1"),
+    (stem_of(["conv1", "bn1", "relu"]), "maxpool after relu is missing"),
+    (lambda r, k: nn.Sequential(*list(r.children())[:-1], nn.Flatten()), "one flat vector per image"),
+    (lambda r, k: resnet_stem(r, 1 if k == 1 else 3), "the map after layer3"),   # stages hard-coded for 1 and 3 only
+])
+def test_check_9_1_names_more_mistakes(wrong, words):
+    result = checks.check_resnet_stem(wrong)
+    assert not result and words in result.message, result.message
+
+
+def test_check_9_1_bn1_missing_fires_on_the_checks_own_batchnorms():
+    from vit_lesson.checks.hybrid import _reference_stem, _trained_looking
+
+    resnet = _trained_looking(torchvision.models.resnet18())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(_reference_stem(resnet, x, 1), _reference_stem(resnet, x, 1, bn=False), atol=1e-2)
+
+
+def test_check_9_1_nan_and_in_place_edits_of_the_resnet():
+    nan = checks.check_resnet_stem(lambda r, k: nn.Sequential(resnet_stem(r, k), nn.Threshold(1e9, float("nan"))))
+    assert not nan and "NaN" in nan.message
+
+    def truncates_in_place(resnet, stages):  # a correct stem, but the learner deletes the rest of the ResNet
+        stem = resnet_stem(resnet, stages)
+        for i in range(stages + 1, 5):
+            setattr(resnet, f"layer{i}", nn.Identity())
+        resnet.avgpool, resnet.fc = nn.Identity(), nn.Identity()
+        return stem
+
+    assert checks.check_resnet_stem(truncates_in_place)
+
+    def drops_bn1_in_place(resnet, stages):  # rewrites the ResNet so the answer key would lose bn1 too
+        resnet.bn1 = nn.Identity()
+        return resnet_stem(resnet, stages)
+
+    result = checks.check_resnet_stem(drops_bn1_in_place)
+    assert not result and "bn1 is missing" in result.message
+
+    def edits_the_images(resnet, stages):  # writes into the images it is given: the answer key keeps its own
+        stem = resnet_stem(resnet, stages)
+
+        class Clobber(nn.Module):
+            def forward(self, x):
+                out = stem(x)
+                x.zero_()
+                return out
+
+        return Clobber()
+
+    assert checks.check_resnet_stem(edits_the_images)
