@@ -176,3 +176,12 @@ def test_100_mb_of_output_costs_the_grader_little_memory(tmp_path):
         peaks[name] = int(peak) / 1024
     print(f"grader peak memory: {peaks['quiet']:.0f} MiB (one print), {peaks['loud']:.0f} MiB (100 MB printed)")
     assert peaks["loud"] - peaks["quiet"] < 200, peaks
+
+
+def test_a_python_or_checkout_inside_tmp_stays_visible_in_the_sandbox():
+    """The sandbox's /tmp is private; a venv or clone that lives in /tmp (CI clones there) is bound back, read-only."""
+    from pathlib import Path
+
+    from vit_lesson.sandbox import _under_tmp
+    assert _under_tmp([Path("/tmp/ci/.venv"), Path("/tmp/ci"), Path("/usr"), Path("/tmp/ci/vit_lesson")]) == [Path("/tmp/ci")]
+    assert _under_tmp([Path("/usr"), Path("/opt/python")]) == []

@@ -302,6 +302,8 @@ class Sandbox:
                      "--gid", str(NOBODY), "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                      "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                      "--size", str(self.limits.tmp_size), "--tmpfs", "/tmp"]
+            for needed in _under_tmp(_python_paths()):  # a venv or checkout in /tmp stays visible, read-only
+                bwrap += ["--ro-bind", str(needed), str(needed)]
             for folder in self._hidden():
                 bwrap += ["--tmpfs", str(folder)] if folder.is_dir() else ["--ro-bind", "/dev/null", str(folder)]
             bwrap += ["--bind", str(self.scratch), str(self.scratch), "--chdir", str(self.scratch), "--"]
@@ -326,6 +328,21 @@ class Sandbox:
     def close(self) -> None:
         self.cgroup.kill_and_remove()
 
+
+
+def _python_paths() -> list[Path]:
+    """What the kernel needs to run: this Python's prefixes and the folder vit_lesson is imported from."""
+    return [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(__file__).resolve().parents[1]]
+
+
+def _under_tmp(paths) -> list[Path]:
+    """The ones inside /tmp (hidden by the sandbox's private /tmp), without duplicates or nesting."""
+    inside = sorted({p.resolve() for p in paths if p.resolve().is_relative_to("/tmp")}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in inside:
+        if not any(path.is_relative_to(outer) for outer in kept):
+            kept.append(path)
+    return kept
 
 def _owner(path: Path) -> int | None:
     try:
