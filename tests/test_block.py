@@ -178,3 +178,14 @@ def test_block_forward_check_gives_the_learner_copies():
 
     result = checks.check_block_forward(wrong_and_scribbles)
     assert result.status == "fail", result.line
+
+
+def test_drop_path_check_names_a_hard_coded_probability():
+    def hard_coded(x, drop_prob, training):
+        if not training or drop_prob == 0.0:
+            return x
+        mask = torch.rand((x.shape[0],) + (1,) * (x.ndim - 1)) < 0.75
+        return x * mask / 0.75
+
+    result = checks.check_drop_path(hard_coded)
+    assert result.status == "fail" and "hard-coded" in result.message, result.message

@@ -182,3 +182,24 @@ def test_count_parameters_accepts_a_numpy_integer():
     import numpy as np
 
     assert checks.check_count_parameters(lambda config: np.int64(count_parameters(ViT(config))))
+
+
+def test_parameter_count_check_catches_hard_coded_channels():
+    def three_channels(config):
+        D, M, L, K, P = (config.hidden_size, config.intermediate_size, config.num_hidden_layers,
+                         config.num_classes, config.patch_size)
+        N = (config.image_size // P) ** 2
+        block = 2 * D + (D * 3 * D + 3 * D) + (D * D + D) + 2 * D + (D * M + M) + (M * D + D)
+        return (3 * P * P * D + D) + D + (N + 1) * D + L * block + 2 * D + (D * K + K)
+
+    assert checks.check_count_parameters(three_channels).status == "fail"
+
+
+def test_classify_check_runs_two_sizes():
+    calls = []
+
+    def spy(tokens, norm, head):
+        calls.append(tuple(tokens.shape))
+        return head(norm(tokens)[:, 0])
+
+    assert checks.check_classify(spy).status == "pass" and len(set(calls)) == 2

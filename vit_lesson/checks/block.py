@@ -157,5 +157,15 @@ def check_drop_path(drop_path):
     if torch.equal(out, out2):
         raise CheckFailed(_("two calls dropped exactly the same samples; draw a fresh random mask on "
                             "every call (torch.rand / bernoulli_ inside the function)."))
+    # 3. another rate: drop_prob must be read, not hard-coded
+    other = 0.6
+    out3 = expect_tensor(call(drop_path, x, other, True),
+                         _("drop_path(x, {p}, {training})").format(p=other, training=True), shape=x.shape)
+    dropped3 = (out3 == 0).flatten(1).all(dim=1)
+    if abs(dropped3.float().mean().item() - other) > 0.04 or not torch.allclose(
+            out3[~dropped3], x[~dropped3] / (1 - other), rtol=1e-4, atol=1e-5):
+        raise CheckFailed(_("with drop_prob={p} it dropped {rate:.0%} of the samples or scaled the kept ones "
+                            "wrongly: is the drop probability (or 1 - drop_prob) hard-coded? Use the drop_prob "
+                            "argument for both.").format(p=other, rate=dropped3.float().mean().item()))
     return _("identity in eval; in training whole samples are dropped at the rate drop_prob and the survivors "
              "scaled by 1 / (1 - drop_prob), so the mean is preserved (4000 samples), with a fresh mask on each call.")

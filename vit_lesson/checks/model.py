@@ -22,7 +22,7 @@ __all__ = ["check_count_parameters", "check_classify"]
 # Shapes chosen so that no two mistakes cost the same number of parameters.
 _CONFIGS = (
     get_config("micro"),
-    get_config("micro", image_size=48, patch_size=8, num_channels=3, hidden_size=96, num_hidden_layers=3,
+    get_config("micro", image_size=48, patch_size=8, num_channels=1, hidden_size=96, num_hidden_layers=3,
                num_attention_heads=4, intermediate_size=200, num_classes=7),
     get_config("tiny"),
 )
@@ -99,22 +99,15 @@ def check_count_parameters(count_vit_parameters):
     return _("your formula matches real instances of three different shapes (micro, a custom one, Tiny).")
 
 
-@exercise("5.1", "classify from the class token", hints=(
-    "Only one token's final state decides the class: which one, and what does Eq. 4 do to it before the head reads it?",
-    'The class token sits at position 0. Eq. 4 applies the final LayerNorm to it; the head then turns its D numbers into one score per class.',
-    'return head(norm(tokens)[:, 0])',
-))
-def check_classify(classify):
-    """``classify(tokens [B, N+1, D], norm, head) -> [B, num_classes]``: ``head(norm(tokens)[:, 0])``."""
-    D, K = 16, 5
+def _classify_once(classify, B, T, D, K):
     norm, head = nn.LayerNorm(D, eps=1e-6), nn.Linear(D, K)
     with torch.no_grad():
         nn.init.normal_(norm.weight, 1.0, 0.5), nn.init.normal_(norm.bias, 0.0, 0.5)
-        tokens = torch.randn(3, 10, D) * 2 + 0.5
+        tokens = torch.randn(B, T, D) * 2 + 0.5
         want = head(norm(tokens)[:, 0])  # the key first; the learner gets copies
         got = call(classify, tokens.clone(), copy.deepcopy(norm), copy.deepcopy(head))
         got = expect_tensor(got, _("classify(tokens, norm, head)"))
-        if got.shape == (3, 10, K):
+        if got.shape == (B, T, K):
             raise CheckFailed(_("the head ran on every token ([B, N+1, classes]); ViT classifies from the "
                                 "class token alone: take tokens[:, 0] (position 0) before the head."))
         wrong = {
@@ -128,4 +121,15 @@ def check_classify(classify):
               "head(norm(tokens)[:, 0])."): head(tokens[:, 0]),
         }
         expect_close(got, want, _("classify(tokens, norm, head)"), wrong_variants=wrong)
+
+
+@exercise("5.1", "classify from the class token", hints=(
+    "Only one token's final state decides the class: which one, and what does Eq. 4 do to it before the head reads it?",
+    'The class token sits at position 0. Eq. 4 applies the final LayerNorm to it; the head then turns its D numbers into one score per class.',
+    'return head(norm(tokens)[:, 0])',
+))
+def check_classify(classify):
+    """``classify(tokens [B, N+1, D], norm, head) -> [B, num_classes]``: ``head(norm(tokens)[:, 0])``."""
+    for B, T, D, K in ((3, 10, 16, 5), (2, 7, 12, 3)):  # two sizes: nothing can be hard-coded
+        _classify_once(classify, B, T, D, K)
     return _("logits = head(norm(tokens)[:, 0]): the class token's final state, normalised (Eq. 4).")
