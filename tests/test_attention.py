@@ -417,3 +417,27 @@ def test_attention_checks_give_the_learner_copies():
 
     assert checks.check_scaled_dot_product_attention(sdpa_then_scribble)
     assert checks.check_multi_head_attention(mha_then_scribble)
+
+
+def test_post_attention_check_names_hard_coded_heads():
+    import math as _math
+    from types import SimpleNamespace  # noqa: F401
+
+    class HardCoded(torch.nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.num_heads, self.attention_head_size = 3, 4  # hard-coded for hidden_size 12
+            self.query = torch.nn.Linear(config.hidden_size, config.hidden_size)
+            self.key = torch.nn.Linear(config.hidden_size, config.hidden_size)
+            self.value = torch.nn.Linear(config.hidden_size, config.hidden_size)
+            self.proj = torch.nn.Linear(config.hidden_size, config.hidden_size)
+
+        def forward(self, x):
+            B, N, _ = x.shape
+            q, k, v = (layer(x).view(B, N, self.num_heads, self.attention_head_size).transpose(1, 2)
+                       for layer in (self.query, self.key, self.value))
+            weights = (q @ k.transpose(-1, -2) / _math.sqrt(self.attention_head_size)).softmax(-1)
+            return self.proj((weights @ v).transpose(1, 2).reshape(B, N, -1))
+
+    result = checks.check_post_attention(HardCoded)
+    assert result.status == "fail" and "hard-coded" in result.message, result.message

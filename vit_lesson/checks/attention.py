@@ -228,6 +228,29 @@ def _post_reference(x, module, h, projection):
     return merged, (projection(merged) if projection is not None else None), across
 
 
+def _post_attention_other_size(attention_class, dim=16, heads=2):
+    """The fixed layer at another width and head count: nothing about the sizes may be hard-coded."""
+    module = call(attention_class, SimpleNamespace(hidden_size=dim, num_heads=heads))
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, std=0.5)
+    module.eval()
+    x = torch.randn(B, N, dim)
+    with torch.no_grad():
+        _merged, want, _across = _post_reference(x, module, heads, _find_projection(module, dim))
+        try:
+            got = call(module, x.clone())
+        except LearnerError as error:
+            raise CheckFailed(_("with hidden_size={dim} and {heads} heads your layer fails ({error}): are the "
+                                "head count or the head size hard-coded? Read both from config.").format(
+                dim=dim, heads=heads, error=str(error).rstrip("."))) from None
+    if want is None or not isinstance(got, torch.Tensor) or got.shape != want.shape or \
+            not torch.allclose(got, want, atol=1e-4):
+        raise CheckFailed(_("your layer is right with hidden_size={dim0} and {heads0} heads but not with "
+                            "hidden_size={dim} and {heads} heads: are the head count or the head size hard-coded? "
+                            "Read both from config.").format(dim0=DIM, heads0=H, dim=dim, heads=heads))
+
+
 @exercise("3.3", "spot the bugs", hints=(
     "Compare the post's layer with the Attention module above, part by part, and write down the shape of every tensor after each line of its forward.",
     "There are three bugs. One stops the cell from running at all. One is in how the heads are split: check which two axes the product of q and the transposed k multiplies. One is a layer that multi-head attention has and the post's layer lacks.",
@@ -304,6 +327,7 @@ def check_post_attention(attention_class):
                             "self.proj) besides query/key/value and apply it last (found extra modules: "
                             "{extra}).").format(extra=extra or _("none")))
     expect_close(got, want, _("your output"), atol=1e-4)
+    _post_attention_other_size(attention_class)
     return _("all three bugs fixed, and the layer matches the reference for 3 and 5 tokens: (1) `math` is "
              "imported, (2) the heads are transposed to [B, H, N, d], so attention runs across tokens, not "
              "across heads, (3) the output projection mixes the heads.")
