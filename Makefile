@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[lab,test]'
+	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e '.[lab,test]'
 	touch $(STAMP)
 
 # LAB_LANG=zh-CN: JupyterLab's own zh-CN language pack, chosen by default, and the course speaking Chinese.
@@ -58,9 +58,9 @@ WHEEL_VENV ?= build/wheel-venv
 test-wheel: dist  ## install dist/*.whl in a clean venv; vit-lesson --help, train, evaluate from an empty folder
 	rm -rf $(WHEEL_VENV)
 	$(PYTHON) -m venv $(WHEEL_VENV)
-	$(WHEEL_VENV)/bin/python -m pip install --quiet -c constraints.txt dist/*.whl
+	$(WHEEL_VENV)/bin/python -m pip install --quiet --no-compile -c constraints.txt dist/*.whl
 	$(WHEEL_VENV)/bin/python tools/smoke_install.py
-	$(WHEEL_VENV)/bin/python -m pip install --quiet -c constraints.txt "$$(ls dist/*.whl)[notebooks]" ipykernel
+	$(WHEEL_VENV)/bin/python -m pip install --quiet --no-compile -c constraints.txt "$$(ls dist/*.whl)[notebooks]" ipykernel
 
 # The floors: the lowest versions pyproject.toml allows (constraints-floor.txt), in a venv of their own;
 # the unit tests (not the notebooks; not test_grading.py, the slowest, whose nbclient/ipykernel floors passed it
@@ -74,7 +74,7 @@ FLOOR_DESELECT ?=
 floor-venv: dist  ## only install the floors into $(FLOOR_VENV) (CI does it in the background, during make test)
 	rm -rf $(FLOOR_VENV)
 	$(PYTHON) -m venv $(FLOOR_VENV)
-	$(FLOOR_VENV)/bin/python -m pip install --quiet -c constraints-floor.txt "$$(ls dist/*.whl)[notebooks,teacher]" pytest
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --no-compile -c constraints-floor.txt "$$(ls dist/*.whl)[notebooks,teacher]" pytest
 
 test-floor: floor-venv  ## the unit tests and the CLI on the oldest torch, torchvision, ... that pyproject.toml allows
 	$(FLOOR_VENV)/bin/python tools/smoke_install.py
