@@ -270,32 +270,6 @@ def test_loss_mirror_raises_on_drift(capsys):
         checks.check_loss_mirror(DistillationLoss(0.3, 4.0), DistillationLoss(0.3, 2.0), s, t, y)
 
 
-# --- graded hints ------------------------------------------------------------------------------
-
-def notebook_hint(notebook: str, exercise_id: str) -> str:
-    """The ``# Hint:`` line above ``### BEGIN SOLUTION`` in the cell headed ``# Exercise <id>``."""
-    import nbformat
-    from conftest import ROOT
-
-    for cell in nbformat.read(ROOT / "notebooks" / notebook, as_version=4).cells:
-        if cell.cell_type == "code" and cell.source.startswith(f"# Exercise {exercise_id} "):
-            lines = cell.source.splitlines()
-            above = lines[[line.strip() for line in lines].index("### BEGIN SOLUTION") - 1].strip()
-            return above.removeprefix("# Hint:").strip()
-    raise AssertionError(f"{notebook} has no cell '# Exercise {exercise_id} ...'")
-
-
-@pytest.mark.parametrize("exercise_id", ["8.1", "8.2"])
-def test_graded_hints_start_at_the_notebook_hint_and_end_in_code(exercise_id, capsys):
-    _, hints = checks.HINTS[exercise_id]
-    assert 2 <= len(hints) <= 4
-    assert hints[0] == notebook_hint("08_distillation.ipynb", exercise_id)
-    assert "(" not in hints[0] and "return" not in hints[0]          # level 1: the idea, no code
-    assert "return" in hints[-1]                                      # the last level may show code
-    for level in range(1, len(hints) + 1):
-        checks.hint(exercise_id, level=level)
-        assert hints[level - 1] in capsys.readouterr().out
-
 
 # --- checks: more named mistakes, hard-coded numbers, None / NaN / .item() answers --------------------
 

@@ -114,6 +114,25 @@ def test_every_exercise_has_graded_hints_starting_with_the_idea(path):
         assert f'checks.hint("{exercise_id}")' in strip_solutions(source)
 
 
+NOTEBOOK_OF = {"7": "07_visualization.ipynb", "8": "08_distillation.ipynb", "9": "09_hybrid.ipynb"}
+
+
+@pytest.mark.parametrize("exercise_id", ["7.1", "7.2", "8.1", "8.2", "9.1"])
+def test_graded_hints_start_at_the_notebook_hint_and_end_in_code(exercise_id, capsys, monkeypatch):
+    """Exercises 7.1-9.1 (once three copies in their topics' test files): each level printed in turn."""
+    import vit_lesson.checks.core as core
+    monkeypatch.setattr(core, "_HINTS_SHOWN", {})  # leave no progress behind for the other tests
+    _, hints = checks.HINTS[exercise_id]
+    assert 2 <= len(hints) <= 4
+    path = next(p for p in NOTEBOOKS if p.name == NOTEBOOK_OF[exercise_id.split(".")[0]])
+    assert hints[0] == dict((e, c[0]) for e, c, _ in exercises(path))[exercise_id]
+    assert "(" not in hints[0] and "return" not in hints[0]          # level 1: the idea, no code
+    assert "return" in hints[-1]                                      # the last level may show code
+    for level in range(1, len(hints) + 1):
+        checks.hint(exercise_id, level=level)
+        assert hints[level - 1] in capsys.readouterr().out
+
+
 def test_hint_gives_one_more_level_per_call_and_never_raises(capsys):
     exercise_id = next(iter(HINTS))
     title, hints = HINTS[exercise_id]
