@@ -5,10 +5,22 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from vit_lesson.grading import output_text  # noqa: F401 - re-exported for the tests
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one torch thread is fastest and deterministic (``pytestmark = pytest.mark.usefixtures``)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def pytest_report_header(config):

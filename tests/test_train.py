@@ -17,12 +17,7 @@ from vit_lesson.train import (History, NonFiniteLossError, TrainConfig, build_mo
                               save_checkpoint, train, warmup_cosine_lr)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: one thread is fastest and deterministic
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
