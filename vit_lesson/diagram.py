@@ -39,6 +39,9 @@ def draw_vit(photo, image_size: int = 224, patch_size: int = 16, hidden_size: in
     def arrow(x0, x1, y=19):
         ax.annotate("", xy=(x1, y), xytext=(x0, y), arrowprops=dict(arrowstyle="-|>", color="0.25"))
 
+    def caption(x, text, y=31):  # what the step is, above it
+        ax.text(x, y, text, ha="center", va="center", fontsize=9)
+
     def shape(x, text):  # the tensor's shape, under the step that makes it
         ax.text(x, 2.5, text, ha="center", va="center", fontsize=9, family="monospace", color="#1f4e79")
 
@@ -47,7 +50,7 @@ def draw_vit(photo, image_size: int = 224, patch_size: int = 16, hidden_size: in
     for k in range(grid + 1):
         ax.plot([1 + k * 14 / grid] * 2, [12, 26], color="white", linewidth=1.2)
         ax.plot([1, 15], [12 + k * 14 / grid] * 2, color="white", linewidth=1.2)
-    ax.text(8, 31, f"image in {patch_size}×{patch_size}\npatches", ha="center", va="center", fontsize=9)
+    caption(8, f"image in {patch_size}×{patch_size}\npatches")
     shape(8, f"[B, 3, {image_size}, {image_size}]")
     arrow(16, 20.5)
 
@@ -57,25 +60,25 @@ def draw_vit(photo, image_size: int = 224, patch_size: int = 16, hidden_size: in
         x = 21.5 + i * 3.4
         ax.imshow(picture[row * step:(row + 1) * step, col * step:(col + 1) * step], extent=(x, x + 2.8, 17.6, 20.4))
     ax.text(35.3, 18.4, "…", fontsize=11)
-    ax.text(29, 31, f"{n} patch tokens:\nflatten, × E", ha="center", va="center", fontsize=9)
+    caption(29, f"{n} patch tokens:\nflatten, × E")
     shape(29, f"[B, {n}, {hidden_size}]")
     arrow(37.5, 42)
 
     # 3. [CLS] in front, + position embeddings
     box(43.5, 14, 9, 10, "[CLS] +\npatches\n+ E_pos", TOKEN)
-    ax.text(48, 31, "z_0 (Eq. 1)", ha="center", va="center", fontsize=9)
+    caption(48, "z_0 (Eq. 1)")
     shape(48, f"[B, {n + 1}, {hidden_size}]")
     arrow(54, 58.5)
 
     # 4. the encoder
     box(60, 7, 13, 22, f"× {num_layers} blocks\n\nLN → attention\n+ residual\n\nLN → MLP\n+ residual", ENCODER)
-    ax.text(66.5, 33, "encoder (Eq. 2–3)", ha="center", va="center", fontsize=9)
+    caption(66.5, "encoder (Eq. 2–3)", y=33)
     shape(66.5, f"[B, {n + 1}, {hidden_size}]")
     arrow(74.5, 79)
 
     # 5. the head reads the final [CLS] token
     box(80.5, 14, 7, 10, "[CLS]\n→ LN\n→ head", HEAD)
-    ax.text(84, 31, "Eq. 4", ha="center", va="center", fontsize=9)
+    caption(84, "Eq. 4")
     shape(84, f"[B, {hidden_size}]→[B, {num_classes}]")
     arrow(89, 92)
     ax.text(96.5, 19, label, ha="center", va="center", fontsize=10)
