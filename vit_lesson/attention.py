@@ -18,7 +18,7 @@ from torch import nn
 from .i18n import _
 
 
-def check_heads(dim: int, num_heads: int) -> int:
+def validate_heads(dim: int, num_heads: int) -> int:
     """Return the head size ``dim // num_heads``, or raise a ``ValueError`` that says how to fix it."""
     if num_heads <= 0 or dim % num_heads != 0:
         divisors = [h for h in range(1, min(dim, 64) + 1) if dim % h == 0]
@@ -53,7 +53,7 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 class Attention(nn.Module):
     """Multi-head self-attention with one fused ``qkv`` projection (timm's layout).
 
-    ``[B, N, D] -> [B, N, D]``; with ``return_attention=True`` also the weights ``[B, H, N, N]``.
+    ``[B, N, D] -> [B, N, D]``; with ``output_attentions=True`` also the weights ``[B, H, N, N]``.
     ``fast=True`` uses ``F.scaled_dot_product_attention``; ``fast=False`` (or asking for the
     weights) uses :func:`scaled_dot_product_attention`. Both give the same output.
     """
@@ -61,7 +61,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, attn_drop: float = 0.0,
                  proj_drop: float = 0.0, fast: bool = True):
         super().__init__()
-        self.head_dim = check_heads(dim, num_heads)
+        self.head_dim = validate_heads(dim, num_heads)
         self.dim = dim
         self.num_heads = num_heads
         self.scale = self.head_dim ** -0.5
@@ -71,7 +71,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
+    def forward(self, x: torch.Tensor, output_attentions: bool = False):
         if x.ndim != 3 or x.shape[-1] != self.dim:
             raise ValueError(
                 _("Attention expects tokens [B, N, D] with D = {dim}, got shape {shape}. ").format(
@@ -82,7 +82,7 @@ class Attention(nn.Module):
         # [B, N, 3D] -> [B, N, 3, H, d] -> [3, B, H, N, d]: q, k, v, each split into heads
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B, H, N, d]
-        if self.fast and not return_attention:
+        if self.fast and not output_attentions:
             x = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
             weights = None
@@ -90,4 +90,4 @@ class Attention(nn.Module):
             x, weights = scaled_dot_product_attention(q, k, v, self.attn_drop)
         x = x.transpose(1, 2).reshape(B, N, D)  # merge heads: [B, H, N, d] -> [B, N, D]
         x = self.proj_drop(self.proj(x))
-        return (x, weights) if return_attention else x
+        return (x, weights) if output_attentions else x

@@ -15,18 +15,18 @@ from .attention import Attention
 
 
 class Mlp(nn.Module):
-    """``fc1 -> GELU -> dropout -> fc2 -> dropout``, hidden size usually ``4 x`` the width.
+    """``fc1 -> GELU -> dropout -> fc2 -> dropout``, hidden size usually ``4 x`` the width (timm's names).
 
     ``[B, N, D] -> [B, N, D]``, applied to every token on its own.
     """
 
-    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0):
+    def __init__(self, in_features: int, hidden_features: int, drop: float = 0.0):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc1 = nn.Linear(in_features, hidden_features)
         self.act = nn.GELU()
-        self.drop1 = nn.Dropout(dropout)
-        self.fc2 = nn.Linear(hidden_dim, dim)
-        self.drop2 = nn.Dropout(dropout)
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden_features, in_features)
+        self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
@@ -62,29 +62,31 @@ class DropPath(nn.Module):
 class Block(nn.Module):
     """Pre-norm encoder block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``.
 
-    ``[B, N, D] -> [B, N, D]``; with ``return_attention=True`` also ``[B, H, N, N]`` weights.
-    Names follow timm: ``norm1``, ``attn``, ``norm2``, ``mlp``.
+    ``[B, N, D] -> [B, N, D]``; with ``output_attentions=True`` also ``[B, H, N, N]`` weights.
+    Module names follow timm (``norm1``, ``attn``, ``norm2``, ``mlp``); so do the dropout arguments
+    (``proj_drop``, ``attn_drop``, ``drop_path``); ``mlp_hidden_dim`` is ``ViTConfig.intermediate_size``
+    (default ``4 * dim``), ``layer_norm_eps`` and ``fast_attention`` are the config's fields.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_dim: int | None = None, qkv_bias: bool = True,
-                 dropout: float = 0.0, attention_dropout: float = 0.0, drop_path: float = 0.0,
-                 layer_norm_eps: float = 1e-6, fast: bool = True):
+    def __init__(self, dim: int, num_heads: int, mlp_hidden_dim: int | None = None, qkv_bias: bool = True,
+                 proj_drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
+                 layer_norm_eps: float = 1e-6, fast_attention: bool = True):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=layer_norm_eps)
-        self.attn = Attention(dim, num_heads, qkv_bias, attention_dropout, dropout, fast=fast)
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, proj_drop, fast=fast_attention)
         self.drop_path1 = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=layer_norm_eps)
-        self.mlp = Mlp(dim, mlp_dim or 4 * dim, dropout)
+        self.mlp = Mlp(dim, mlp_hidden_dim or 4 * dim, proj_drop)
         self.drop_path2 = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        if return_attention:
-            attended, weights = self.attn(self.norm1(x), return_attention=True)
+    def forward(self, x: torch.Tensor, output_attentions: bool = False):
+        if output_attentions:
+            attended, weights = self.attn(self.norm1(x), output_attentions=True)
         else:
             attended, weights = self.attn(self.norm1(x)), None
         x = x + self.drop_path1(attended)
         x = x + self.drop_path2(self.mlp(self.norm2(x)))
-        return (x, weights) if return_attention else x
+        return (x, weights) if output_attentions else x
 
 
 class PostNormBlock(Block):
@@ -94,8 +96,8 @@ class PostNormBlock(Block):
     LayerNorm, so the identity path is interrupted at each layer.
     """
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        attended, weights = self.attn(x, return_attention=True) if return_attention else (self.attn(x), None)
+    def forward(self, x: torch.Tensor, output_attentions: bool = False):
+        attended, weights = self.attn(x, output_attentions=True) if output_attentions else (self.attn(x), None)
         x = self.norm1(x + self.drop_path1(attended))
         x = self.norm2(x + self.drop_path2(self.mlp(x)))
-        return (x, weights) if return_attention else x
+        return (x, weights) if output_attentions else x

@@ -1,7 +1,8 @@
-"""Checkpoints: checking them, and converting between our ``ViT`` and timm's ``VisionTransformer``.
+"""Converting between our ``ViT`` and timm's ``VisionTransformer``.
 
 Our parameter names are timm's, so the conversion is the identity on names; what it adds is a
-check that every key and shape fits, with an error that names the first one that does not.
+check that every key and shape fits (:func:`vit_lesson.model.validate_state_dict`), with an error
+that names the first one that does not.
 """
 
 from __future__ import annotations
@@ -12,36 +13,7 @@ import torch
 from torch import nn
 
 from .i18n import _
-from .model import ViT, ViTConfig
-
-
-def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Raise a ``ValueError`` naming the first missing, unexpected or wrongly shaped key."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    config = getattr(model, "config", None)
-    built = _(" (this model: {config})").format(config=config) if config is not None else ""
-    for key, value in state_dict.items():
-        if key in expected and tuple(value.shape) != tuple(expected[key].shape):
-            raise ValueError(
-                _("Checkpoint does not fit this model: '{key}' has shape {saved} in the "
-                  "checkpoint but {expected} in the model{built}. The checkpoint "
-                  "was saved from a different config: build the model with the checkpoint's config.").format(
-                    key=key, saved=tuple(value.shape), expected=tuple(expected[key].shape), built=built)
-            )
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(_("missing {count} key(s), first '{first}'").format(count=len(missing), first=missing[0]))
-        if unexpected:
-            parts.append(_("{count} unexpected key(s), first '{first}'").format(count=len(unexpected),
-                                                                               first=unexpected[0]))
-        raise ValueError(
-            _("Checkpoint does not fit this model: {problems}. Is it from another "
-              "architecture (a timm or Hugging Face model needs converting first) or another depth?").format(
-                problems=_("; ").join(parts))
-        )
+from .model import ViT, ViTConfig, validate_state_dict
 
 
 def timm_kwargs(config: ViTConfig) -> dict:
@@ -142,7 +114,7 @@ def timm_from_vit(model: ViT) -> nn.Module:
     with torch.device("meta"):
         timm_model = create_timm_model(model.config)
     state_dict = {k: v.detach().clone() for k, v in to_timm_state_dict(model.state_dict()).items()}
-    check_state_dict(timm_model, state_dict)
+    validate_state_dict(timm_model, state_dict)
     timm_model.load_state_dict(state_dict, assign=True)
     return timm_model.train(model.training)
 

@@ -14,7 +14,8 @@ Hard distillation (DeiT, Touvron et al. 2021): the teacher's ``argmax`` is used 
 ``alpha * CE(student, y) + (1 - alpha) * CE(student, argmax teacher)``. DeiT's *distillation
 token* (:class:`DistilledViT`) gives that second label its own token and head.
 
-The teacher here is a CNN: torchvision's ResNet adapted to small images (:func:`small_resnet`).
+The teacher here is a CNN: torchvision's ResNet adapted to small images
+(:func:`vit_lesson.cnn.small_resnet`, re-exported here).
 Its convolutional inductive bias is exactly what a ViT lacks on small data sets (DeiT, Sec. 5.2).
 """
 
@@ -24,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embeddings import init_token
-from .model import ViT, ViTOutput
+from .cnn import small_resnet
+from .embeddings import trunc_normal_
+from .model import ViT
 
 __all__ = ["soft_distillation_loss", "distillation_loss", "DistillationLoss", "hard_distillation_loss",
            "DistilledViT", "small_resnet", "freeze", "make_loss_fn", "KINDS"]
@@ -117,7 +119,8 @@ def hard_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.T
 class DistilledViT(ViT):
     """DeiT's student: a ViT with a second, *distillation* token and its own head.
 
-    The sequence is ``[cls, dist, patch_1 .. patch_N]`` (``pos_embed`` covers ``N + 2`` tokens).
+    It only says what is new: two prefix tokens, ``[cls, dist]`` (so ``pos_embed`` covers ``N + 2``
+    tokens and ``z_0`` is built by :meth:`ViT.embed` as for any ViT), and a second head.
     ``head`` reads the class token and is trained on the true labels; ``head_dist`` reads the
     distillation token and is trained on the teacher's labels. :meth:`forward_heads` returns both
     ``([B, K], [B, K])``; :meth:`forward` returns their average, DeiT's prediction at test time.
@@ -130,67 +133,35 @@ class DistilledViT(ViT):
     def __init__(self, config=None, **overrides):
         super().__init__(config, **overrides)
         D, K = self.config.hidden_size, self.config.num_classes
-        self.dist_token = nn.Parameter(init_token(torch.zeros(1, 1, D)))
-        self.pos_embed = nn.Parameter(init_token(torch.zeros(1, self.config.num_patches + 2, D)))
+        self.dist_token = nn.Parameter(trunc_normal_(torch.zeros(1, 1, D)))
         self.head_dist = nn.Linear(D, K) if K > 0 else nn.Identity()
         if K > 0:
-            init_token(self.head_dist.weight), nn.init.zeros_(self.head_dist.bias)
+            trunc_normal_(self.head_dist.weight), nn.init.zeros_(self.head_dist.bias)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, H, W] -> [B, N + 2, D]``: class token, distillation token, patches, ``+ E_pos``."""
-        x = self.patch_embed(x)                                          # [B, N, D]
-        prefix = torch.cat([self.cls_token, self.dist_token], dim=1)     # [1, 2, D]
-        x = torch.cat([prefix.expand(x.shape[0], -1, -1), x], dim=1)     # [B, N + 2, D]
-        return self.pos_drop(x + self.pos_embed)
+    def no_weight_decay(self) -> set[str]:
+        return super().no_weight_decay() | {"dist_token"}
+
+    def prefix_tokens(self) -> torch.Tensor:
+        """``[1, 2, D]``: the class token, then the distillation token."""
+        return torch.cat([self.cls_token, self.dist_token], dim=1)
 
     def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, C, H, W] -> (class-head logits [B, K], distillation-head logits [B, K])``."""
         tokens = self.forward_features(x)
         return self.head(tokens[:, 0]), self.head_dist(tokens[:, 1])
 
-    def forward(self, x: torch.Tensor, output_attentions: bool = False):
-        """The average of the two heads, ``[B, K]`` (a :class:`ViTOutput` with attentions)."""
-        if output_attentions:
-            tokens, attentions = self.forward_features(x, output_attentions=True)
-            return ViTOutput((self.head(tokens[:, 0]) + self.head_dist(tokens[:, 1])) / 2, attentions)
-        cls_logits, dist_logits = self.forward_heads(x)
-        return (cls_logits + dist_logits) / 2
+    def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The average of the two heads, ``[B, K]`` (``pre_logits``: of the two tokens, ``[B, D]``)."""
+        if pre_logits:
+            return (tokens[:, 0] + tokens[:, 1]) / 2
+        return (self.head(tokens[:, 0]) + self.head_dist(tokens[:, 1])) / 2
 
-
-def small_resnet(num_classes: int = 10, in_chans: int = 3, width: int = 64, depth: int = 18) -> nn.Module:
-    """torchvision's ResNet-18 (or -34, -50) adapted to small images, as in CIFAR papers.
-
-    The ImageNet stem (7x7 conv with stride 2, then a 3x3 max-pool: 4x smaller) would shrink a
-    16x16 digit to 4x4 before the first residual stage; here it is a 3x3 conv with stride 1 and
-    no max-pool, so ``layer1`` sees the full image and ``layer2..4`` halve it (16 -> 8 -> 4 -> 2).
-    ``width`` is the channel count of ``layer1`` (64 in the original; the stages use
-    ``width, 2w, 4w, 8w``): ``width=16`` has 1/16 of the compute, enough for digits on a CPU.
-    ``[B, in_chans, S, S] -> [B, num_classes]``; module names are torchvision's (``conv1``, ``bn1``,
-    ``layer1``..``layer4``, ``fc``), so :func:`vit_lesson.hybrid.resnet_stem` can slice it.
-    """
-    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
-
-    layers = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3]}
-    if depth not in layers:
-        raise ValueError(f"small_resnet builds ResNet-18, -34 or -50, got depth={depth}.")
-    block = Bottleneck if depth == 50 else BasicBlock
-    if width < 1:
-        raise ValueError(f"width is layer1's channel count (64 in ResNet-18), got {width}.")
-    model = ResNet(block, layers[depth], num_classes=num_classes)
-    # Rebuild the stages at the chosen width with torchvision's own builder (_make_layer).
-    model.inplanes = width
-    model.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=1, padding=1, bias=False)
-    model.bn1 = nn.BatchNorm2d(width)
-    model.maxpool = nn.Identity()
-    for i, blocks in enumerate(layers[depth]):
-        setattr(model, f"layer{i + 1}", model._make_layer(block, width * 2 ** i, blocks, stride=1 if i == 0 else 2))
-    model.fc = nn.Linear(8 * width * block.expansion, num_classes)
-    for module in model.modules():  # torchvision's init, applied again to the rebuilt layers
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight), nn.init.zeros_(module.bias)
-    return model
+    def reset_classifier(self, num_classes: int) -> None:
+        super().reset_classifier(num_classes)
+        D = self.config.hidden_size
+        self.head_dist = nn.Linear(D, num_classes) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            trunc_normal_(self.head_dist.weight), nn.init.zeros_(self.head_dist.bias)
 
 
 def freeze(model: nn.Module) -> nn.Module:

@@ -18,18 +18,30 @@ from .i18n import _
 from .patches import PatchEmbedding
 
 
-def init_token(parameter: torch.Tensor, std: float = 0.02) -> torch.Tensor:
-    """Truncated normal with std 0.02 (timm's init for ``pos_embed``; cut at +-2, as timm does).
+def trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Tensor:
+    """Fill ``tensor`` in place from a truncated normal with std 0.02, cut at +-2 (timm's
+    ``trunc_normal_``: its init for ``pos_embed`` and for every Linear weight).
 
     Not zeros: all-zero position embeddings start identical, so every position looks the same
     to the first layer; small random ones break the symmetry from step one.
     """
-    return nn.init.trunc_normal_(parameter, std=std)
+    return nn.init.trunc_normal_(tensor, std=std)
 
 
 def prepend_class_token(tokens: torch.Tensor, cls_token: torch.Tensor) -> torch.Tensor:
-    """``[B, N, D]`` patch tokens and a ``[1, 1, D]`` class token -> ``[B, N + 1, D]``."""
+    """``[B, N, D]`` patch tokens and a ``[1, P, D]`` class token (``P = 1``; DeiT adds a second,
+    distillation token: ``P = 2``) -> ``[B, P + N, D]``, the prefix in front of every image's patches."""
     return torch.cat([cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+
+
+def input_sequence(patch_tokens: torch.Tensor, prefix_tokens: torch.Tensor, pos_embed: torch.Tensor) -> torch.Tensor:
+    """Eq. 1, ``z_0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos``: the one place the package builds it.
+
+    ``patch_tokens [B, N, D]`` (the ``x_p E``), ``prefix_tokens [1, P, D]`` (the class token, and a
+    distillation token for DeiT), ``pos_embed [1, P + N, D]`` -> ``[B, P + N, D]``. Used by
+    :class:`ViTEmbeddings` and by :meth:`vit_lesson.model.ViT.embed`.
+    """
+    return prepend_class_token(patch_tokens, prefix_tokens) + pos_embed
 
 
 def sincos_2d_position_embedding(grid_size, dim: int, temperature: float = 10000.0) -> torch.Tensor:
@@ -89,11 +101,12 @@ def resize_position_embedding(pos_embed: torch.Tensor, new_grid, num_prefix_toke
 
 
 class ViTEmbeddings(nn.Module):
-    """Patch embedding + class token + position embeddings + dropout.
+    """Notebook 02's teaching module: patch embedding + class token + position embeddings + dropout.
 
-    ``[B, C, H, W] -> [B, N + 1, D]``. Parameter names follow timm (``patch_embed.proj``,
-    ``cls_token``, ``pos_embed``); :class:`vit_lesson.model.ViT` uses the same names at its top
-    level so its state dict is timm's.
+    ``[B, C, H, W] -> [B, N + 1, D]``. It is the lesson's picture of Eq. 1 as one module; the
+    package's :class:`vit_lesson.model.ViT` holds the same parameters at its top level (timm's
+    names ``patch_embed.proj``, ``cls_token``, ``pos_embed``, so its state dict is timm's) and
+    builds ``z_0`` with the same function, :func:`input_sequence`.
     """
 
     def __init__(self, img_size=224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768,
@@ -104,9 +117,8 @@ class ViTEmbeddings(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, embed_dim))
         self.pos_drop = nn.Dropout(dropout)
         nn.init.normal_(self.cls_token, std=1e-6)  # timm: the class token starts almost zero
-        init_token(self.pos_embed)
+        trunc_normal_(self.pos_embed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.patch_embed(x)                         # [B, N, D]
-        tokens = prepend_class_token(tokens, self.cls_token)  # [B, N + 1, D]
-        return self.pos_drop(tokens + self.pos_embed)         # + E_pos, [B, N + 1, D]
+        tokens = self.patch_embed(x)                                           # [B, N, D]
+        return self.pos_drop(input_sequence(tokens, self.cls_token, self.pos_embed))  # [B, N + 1, D]

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .model import ViT, ViTConfig, count_parameters, get_config
+from .model import ViT, ViTConfig, count_parameters
+from .registry import get_config
 
 __all__ = ["measure_flops", "vit_flops", "vit_parameter_parts", "SizeRow", "size_table", "PAPER_PARAMS"]
 

@@ -15,16 +15,17 @@ cut into patches. :func:`resnet_stem` keeps the stages up to ``layerK`` instead.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
+from dataclasses import fields as dataclass_fields
 
 import torch
 from torch import nn
 
-from .distill import small_resnet
+from .cnn import small_resnet
 from .model import ViT, ViTConfig
 from .patches import PatchEmbedding
 
-__all__ = ["resnet_stem", "feature_shape", "HybridEmbed", "HybridViT", "hybrid_vit"]
+__all__ = ["resnet_stem", "feature_shape", "HybridEmbed", "HybridConfig", "resnet_backbone", "HybridViT"]
 
 
 def resnet_stem(resnet: nn.Module, stages: int = 3) -> nn.Sequential:
@@ -71,7 +72,7 @@ def feature_shape(backbone: nn.Module, image_size: int, in_chans: int = 3) -> tu
         raise ValueError(
             f"The backbone turns a {image_size}x{image_size} image into a {height}x{width} feature map: "
             f"{height * width} token(s) is too few for attention. Use fewer stages, larger images, or "
-            "a small-image stem (hybrid_vit(..., small_input=True))."
+            "a small-image stem (HybridViT(..., small_input=True))."
         )
     return channels, height, width
 
@@ -98,61 +99,78 @@ class HybridEmbed(PatchEmbedding):
         return super().forward(self.backbone(x))  # [B, C, H, W] -> [B, C', h, w] -> [B, N, D]
 
 
+@dataclass
+class HybridConfig(ViTConfig):
+    """A :class:`~vit_lesson.model.ViTConfig` plus the ResNet that makes the tokens.
+
+    ``image_size`` / ``num_channels`` describe the input image; ``patch_size`` is the patch size
+    *on the feature map* (1 in the paper). ``resnet``: ``resnet18``, ``resnet34`` or ``resnet50``
+    (``None``: a hand-made backbone, passed to :class:`HybridViT` itself); its first
+    ``resnet_stages`` stages are kept. ``small_input=True``: :func:`vit_lesson.cnn.small_resnet`
+    (3x3 stride-1 stem, no max-pool, ``resnet_width`` channels in ``layer1``) for 8-32 px images,
+    random init. ``small_input=False``: torchvision's ResNet as it is (7x7 stride-2 stem +
+    max-pool: 4x smaller before ``layer1``) for 224 px images; ``resnet_weights="DEFAULT"`` loads
+    torchvision's ImageNet weights when the model is built (downloads them once; 3-channel input).
+    """
+
+    resnet: str | None = "resnet18"
+    resnet_stages: int = 3
+    resnet_width: int = 64
+    small_input: bool = True
+    resnet_weights: str | None = None
+
+    def vit_config(self, image_size: int, num_channels: int) -> ViTConfig:
+        """The transformer's own config: its "image" is the feature map (``image_size x image_size``,
+        ``num_channels`` channels)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclass_fields(ViTConfig)}
+        return ViTConfig(**{**fields, "image_size": image_size, "num_channels": num_channels})
+
+
+def resnet_backbone(config: HybridConfig) -> nn.Sequential:
+    """The convolutional part ``config`` asks for: ``[B, C, H, W] -> [B, C', h, w]``."""
+    import torchvision
+
+    resnet = config.resnet or ""
+    depth = int(resnet.removeprefix("resnet")) if resnet.removeprefix("resnet").isdigit() else None
+    if depth not in (18, 34, 50):
+        raise ValueError(f"Unknown ResNet {config.resnet!r}: choose resnet18, resnet34 or resnet50.")
+    if config.small_input:
+        if config.resnet_weights is not None:
+            raise ValueError("Pretrained weights belong to the ImageNet stem (7x7 stride-2 conv + max-pool): "
+                             "pass small_input=False to use them, or resnet_weights=None for the small-image stem.")
+        model = small_resnet(num_classes=10, in_chans=config.num_channels, width=config.resnet_width, depth=depth)
+    else:
+        if config.resnet_weights is not None and config.num_channels != 3:
+            raise ValueError(f"ImageNet weights expect 3-channel images; this config has "
+                             f"num_channels={config.num_channels}. Repeat grayscale to 3 channels.")
+        model = torchvision.models.get_model(config.resnet, weights=config.resnet_weights)
+        if config.num_channels != 3:
+            model.conv1 = nn.Conv2d(config.num_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return resnet_stem(model, config.resnet_stages)
+
+
 class HybridViT(ViT):
     """ViT on a CNN's feature map: ``[B, C, H, W] -> [B, num_classes]``.
 
-    ``backbone`` is any module returning ``[B, C', h, w]`` (usually :func:`resnet_stem`). ``config``
-    describes the input image (``image_size``, ``num_channels``) and the transformer
-    (``hidden_size``, ``num_hidden_layers``, ...); ``config.patch_size`` is the patch size *on the
-    feature map* (1 in the paper). The token grid is ``patch_embed.grid_size`` and ``pos_embed`` is
-    ``[1, h*w + 1, D]``. Names are timm's: ``patch_embed.backbone``, ``patch_embed.proj``,
-    ``cls_token``, ``pos_embed``, ``blocks``, ``norm``, ``head``. Everything after the patch
-    embedding — ``forward``, ``forward_features``, attention maps — is :class:`ViT`'s.
+    ``HybridViT(config, **overrides)`` builds its ResNet from the :class:`HybridConfig` (a plain
+    ``ViTConfig`` is taken as one with the default ResNet fields); ``backbone=`` takes any module
+    returning ``[B, C', h, w]`` instead (then ``config.resnet`` is ``None``). The token grid is
+    ``patch_embed.grid_size`` and ``pos_embed`` is ``[1, h*w + 1, D]``. Names are timm's:
+    ``patch_embed.backbone``, ``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``blocks``,
+    ``norm``, ``head``. Everything after the patch embedding — ``forward``, ``forward_features``,
+    attention maps — is :class:`ViT`'s.
     """
 
-    def __init__(self, backbone: nn.Module, config: ViTConfig | None = None, **overrides):
-        config = replace(config or ViTConfig(), **overrides)
+    config_class = HybridConfig
+
+    def __init__(self, config: ViTConfig | None = None, backbone: nn.Module | None = None, **overrides):
+        config = HybridConfig(**{**(asdict(config) if config is not None else {}), **overrides})
+        if backbone is None:
+            backbone = resnet_backbone(config)
+        else:
+            config = replace(config, resnet=None, resnet_weights=None)
         embed = HybridEmbed(backbone, config.image_size, config.num_channels, config.hidden_size,
                             config.patch_size)
-        # The transformer part is a ViT whose "image" is the feature map.
-        super().__init__(replace(config, image_size=embed.img_size[0], num_channels=embed.in_chans))
+        super().__init__(config.vit_config(embed.img_size[0], embed.in_chans))
         self.patch_embed = embed
-        self.config = config  # the input image's size and channels, checked by ViT._check_input
-
-
-def hybrid_vit(config: ViTConfig, resnet: str = "resnet18", stages: int = 3, weights=None,
-               small_input: bool = True, width: int = 64) -> HybridViT:
-    """Build a :class:`HybridViT` on a torchvision ResNet's first ``stages`` stages.
-
-    - ``small_input=True``: :func:`vit_lesson.distill.small_resnet` (3x3 stride-1 stem, no max-pool;
-      ``width`` channels in ``layer1``): for 16-32 px images. Random init.
-    - ``small_input=False``: torchvision's ResNet as it is (7x7 stride-2 stem + max-pool: 4x smaller
-      before ``layer1``, 32x after ``layer4``), for 224 px images. ``weights="DEFAULT"`` loads
-      torchvision's ImageNet weights (downloads them once; needs network and 3-channel input),
-      ``weights=None`` is random init (offline).
-
-    With the ImageNet stem and 224 px input, ``stages=3`` gives a 14x14 map of 1024 (ResNet-50) or
-    256 (ResNet-18) channels: 196 tokens, as many as ViT-B/16. (The paper's R50+ViT-B/16 uses a
-    modified ResNet-50 whose stage 3 has more blocks; timm's ``vit_base_r50_s16_224``.)
-    """
-    import torchvision
-
-    depth = int(resnet.removeprefix("resnet")) if resnet.removeprefix("resnet").isdigit() else None
-    if depth not in (18, 34, 50):
-        raise ValueError(f"Unknown ResNet {resnet!r}: choose resnet18, resnet34 or resnet50.")
-    if small_input:
-        if weights is not None:
-            raise ValueError("Pretrained weights belong to the ImageNet stem (7x7 stride-2 conv + max-pool): "
-                             "pass small_input=False to use them, or weights=None for the small-image stem.")
-        model = small_resnet(num_classes=10, in_chans=config.num_channels, width=width, depth=depth)
-    else:
-        if weights is not None and config.num_channels != 3:
-            raise ValueError(f"ImageNet weights expect 3-channel images; this config has "
-                             f"num_channels={config.num_channels}. Repeat grayscale to 3 channels.")
-        model = torchvision.models.get_model(resnet, weights=weights)
-        if config.num_channels != 3:
-            model.conv1 = nn.Conv2d(config.num_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    hybrid = HybridViT(resnet_stem(model, stages), config)
-    # What save_checkpoint stores so that load_model can rebuild this model (weights come from the file).
-    hybrid.build_args = dict(resnet=resnet, stages=stages, small_input=small_input, width=width)
-    return hybrid
+        self.config = config  # the input image's size and channels, checked by ViT._validate_input

@@ -1,26 +1,29 @@
-"""Notebook 05: the whole Vision Transformer, its config and the paper's presets.
+"""Notebook 05: the whole Vision Transformer and its config.
 
 ``z_0 = [x_class; x_p E] + E_pos``, ``L`` pre-norm blocks, ``y = LN(z_L^0)``, logits = ``head(y)``
 (ViT paper, Eq. 1-4). Config fields follow the blog post / Hugging Face (``hidden_size``,
 ``num_hidden_layers``, ``num_attention_heads``, ``intermediate_size``); module and parameter names
 follow timm (``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``blocks.N.attn.qkv``, ``norm``,
-``head``), so a timm state dict loads as it is.
+``head``), so a timm state dict loads as it is, and so do its hooks (``no_weight_decay``,
+``forward_features``, ``forward_head``, ``reset_classifier``). The paper's presets and every other
+model of the course: :mod:`vit_lesson.registry` (``create_model``).
 """
 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from .attention import check_heads
+from .attention import validate_heads
 from .block import Block
-from .embeddings import init_token, prepend_class_token
+from .embeddings import input_sequence, trunc_normal_
 from .i18n import _
-from .patches import PatchEmbedding, check_image_size
+from .patches import PatchEmbedding, validate_image_size
 
 
 # (field, smallest allowed value, how to fix it) for ViTConfig's integer fields; the fix is a
@@ -40,7 +43,7 @@ _INTEGER_FIELDS = (
 
 @dataclass
 class ViTConfig:
-    """Everything that decides a ViT's shape. Presets: :data:`PRESETS` / :func:`get_config`."""
+    """Everything that decides a ViT's shape. Presets: :func:`vit_lesson.registry.get_config`."""
 
     image_size: int = 224
     patch_size: int = 16
@@ -78,8 +81,8 @@ class ViTConfig:
             raise ValueError(_("ViTConfig.patch_size {patch_size} is larger than image_size {image_size}: "
                                "the image would hold no patch. Use a patch size that divides the image size.").format(
                                  patch_size=self.patch_size, image_size=self.image_size))
-        check_heads(self.hidden_size, self.num_attention_heads)
-        check_image_size(self.image_size, self.image_size, self.patch_size)
+        validate_heads(self.hidden_size, self.num_attention_heads)
+        validate_image_size(self.image_size, self.image_size, self.patch_size)
 
     @property
     def grid_size(self) -> int:
@@ -93,55 +96,39 @@ class ViTConfig:
         return asdict(self)
 
 
-PRESETS: dict[str, ViTConfig] = {
-    # The ViT paper's Table 1 (Base/Large/Huge) and DeiT's Tiny/Small, at 224 x 224.
-    "tiny": ViTConfig(hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768),
-    "small": ViTConfig(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
-    "base": ViTConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-    "large": ViTConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
-    "huge": ViTConfig(patch_size=14, hidden_size=1280, num_hidden_layers=32, num_attention_heads=16,
-                      intermediate_size=5120),
-    # CPU-sized: trains in seconds to minutes on two cores.
-    "micro": ViTConfig(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=4,
-                       num_attention_heads=4, intermediate_size=128, num_classes=10),
-}
-
-
-def get_config(name: str, **overrides) -> ViTConfig:
-    """A preset by name (``tiny``, ``small``, ``base``, ``large``, ``huge``, ``micro``), with overrides."""
-    try:
-        config = PRESETS[name.lower()]
-    except KeyError:
-        raise ValueError(_("Unknown preset {name!r}: choose one of {choices}.").format(
-            name=name, choices=", ".join(PRESETS))) from None
-    return replace(config, **overrides)
-
-
 class ViTOutput(NamedTuple):
     """What ``ViT(x, output_attentions=True)`` returns, as the post's (Hugging Face's) API does."""
 
     logits: torch.Tensor                    # [B, num_classes]
-    attentions: tuple[torch.Tensor, ...]    # one [B, H, N + 1, N + 1] per layer
+    attentions: tuple[torch.Tensor, ...]    # one [B, H, P + N, P + N] per layer (P prefix tokens)
 
 
 class ViT(nn.Module):
-    """Vision Transformer: ``[B, C, H, W] -> [B, num_classes]`` logits."""
+    """Vision Transformer: ``[B, C, H, W] -> [B, num_classes]`` logits.
+
+    ``num_prefix_tokens`` tokens (the class token; DeiT's :class:`~vit_lesson.distill.DistilledViT`
+    adds a distillation token) go in front of the ``N`` patch tokens; :meth:`prefix_tokens` returns
+    them and :meth:`embed` builds ``z_0`` (Eq. 1) from them. ``pos_embed`` covers all ``P + N``.
+    """
+
+    config_class = ViTConfig
+    num_prefix_tokens = 1
 
     def __init__(self, config: ViTConfig | None = None, **overrides):
         super().__init__()
-        config = replace(config or ViTConfig(), **overrides)
+        config = replace(config or self.config_class(), **overrides)
         self.config = config
         D = config.hidden_size
         self.patch_embed = PatchEmbedding(config.image_size, config.patch_size, config.num_channels, D)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
-        self.pos_embed = nn.Parameter(torch.zeros(1, config.num_patches + 1, D))
+        self.pos_embed = nn.Parameter(torch.zeros(1, config.num_patches + self.num_prefix_tokens, D))
         self.pos_drop = nn.Dropout(config.hidden_dropout_prob)
         L = config.num_hidden_layers  # stochastic depth grows linearly from 0 to drop_path_rate
         rates = [config.drop_path_rate * i / max(L - 1, 1) for i in range(L)]
         self.blocks = nn.ModuleList(
             Block(D, config.num_attention_heads, config.intermediate_size, config.qkv_bias,
-                  config.hidden_dropout_prob, config.attention_probs_dropout_prob, rate,
-                  config.layer_norm_eps, config.fast_attention)
+                  proj_drop=config.hidden_dropout_prob, attn_drop=config.attention_probs_dropout_prob,
+                  drop_path=rate, layer_norm_eps=config.layer_norm_eps, fast_attention=config.fast_attention)
             for rate in rates
         )
         self.norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
@@ -150,14 +137,18 @@ class ViT(nn.Module):
 
     def _init_weights(self):
         """timm's default init: truncated normal (std 0.02) for Linear weights and ``pos_embed``."""
-        init_token(self.pos_embed)
+        trunc_normal_(self.pos_embed)
         nn.init.normal_(self.cls_token, std=1e-6)
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                init_token(module.weight)
+                trunc_normal_(module.weight)
                 nn.init.zeros_(module.bias) if module.bias is not None else None
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def no_weight_decay(self) -> set[str]:
+        """timm's hook: the parameters an optimizer should not decay (the tokens and ``E_pos``)."""
+        return {"pos_embed", "cls_token"}
+
+    def _validate_input(self, x: torch.Tensor) -> None:
         size = self.config.image_size
         if x.ndim == 4 and x.shape[1] == self.config.num_channels and tuple(x.shape[-2:]) != (size, size):
             raise ValueError(
@@ -168,39 +159,83 @@ class ViT(nn.Module):
                     size=size, height=x.shape[-2], width=x.shape[-1])
             )
 
+    def prefix_tokens(self) -> torch.Tensor:
+        """The ``[1, P, D]`` tokens put in front of the patches: here the class token alone."""
+        return self.cls_token
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, H, W] -> [B, N + 1, D]``: patch tokens, the class token in front, ``+ E_pos``."""
-        x = prepend_class_token(self.patch_embed(x), self.cls_token)  # [B, N + 1, D]
-        return self.pos_drop(x + self.pos_embed)
+        """``[B, C, H, W] -> [B, P + N, D]``: ``z_0``, the prefix tokens and the patches ``+ E_pos``."""
+        return self.pos_drop(input_sequence(self.patch_embed(x), self.prefix_tokens(), self.pos_embed))
 
     def forward_features(self, x: torch.Tensor, output_attentions: bool = False):
-        """``[B, C, H, W] -> [B, N + 1, D]`` normalised tokens (and the per-layer attention maps)."""
-        self._check_input(x)
+        """``[B, C, H, W] -> [B, P + N, D]`` normalised tokens (and the per-layer attention maps)."""
+        self._validate_input(x)
         x = self.embed(x)
         attentions = []
         for block in self.blocks:
             if output_attentions:
-                x, weights = block(x, return_attention=True)
+                x, weights = block(x, output_attentions=True)
                 attentions.append(weights)
             else:
                 x = block(x)
         x = self.norm(x)
         return (x, tuple(attentions)) if output_attentions else x
 
+    def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """``[B, P + N, D]`` -> logits ``[B, num_classes]`` from the class token's final state
+        (``pre_logits=True``: that state itself, ``[B, D]``, as timm's hook)."""
+        pooled = tokens[:, 0]
+        return pooled if pre_logits else self.head(pooled)
+
     def forward(self, x: torch.Tensor, output_attentions: bool = False):
         """Logits ``[B, num_classes]``; with ``output_attentions=True`` a :class:`ViTOutput`."""
         if output_attentions:
             tokens, attentions = self.forward_features(x, output_attentions=True)
-            return ViTOutput(self.head(tokens[:, 0]), attentions)
-        return self.head(self.forward_features(x)[:, 0])  # the class token's final state
+            return ViTOutput(self.forward_head(tokens), attentions)
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised head for ``num_classes`` classes (0: features only), as timm's."""
+        self.config = replace(self.config, num_classes=num_classes)
+        D = self.config.hidden_size
+        self.head = nn.Linear(D, num_classes) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            trunc_normal_(self.head.weight), nn.init.zeros_(self.head.bias)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """``nn.Module.load_state_dict`` with a clear error naming the first mismatching key."""
         if strict:
-            from .convert import check_state_dict
-
-            check_state_dict(self, state_dict)
+            validate_state_dict(self, state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def validate_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Raise a ``ValueError`` naming the first missing, unexpected or wrongly shaped key."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    config = getattr(model, "config", None)
+    built = _(" (this model: {config})").format(config=config) if config is not None else ""
+    for key, value in state_dict.items():
+        if key in expected and tuple(value.shape) != tuple(expected[key].shape):
+            raise ValueError(
+                _("Checkpoint does not fit this model: '{key}' has shape {saved} in the "
+                  "checkpoint but {expected} in the model{built}. The checkpoint "
+                  "was saved from a different config: build the model with the checkpoint's config.").format(
+                    key=key, saved=tuple(value.shape), expected=tuple(expected[key].shape), built=built)
+            )
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(_("missing {count} key(s), first '{first}'").format(count=len(missing), first=missing[0]))
+        if unexpected:
+            parts.append(_("{count} unexpected key(s), first '{first}'").format(count=len(unexpected),
+                                                                               first=unexpected[0]))
+        raise ValueError(
+            _("Checkpoint does not fit this model: {problems}. Is it from another "
+              "architecture (a timm or Hugging Face model needs converting first) or another depth?").format(
+                problems=_("; ").join(parts))
+        )
 
 
 def count_parameters(model: nn.Module) -> int:

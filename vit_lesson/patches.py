@@ -18,7 +18,7 @@ def _as_pair(size) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else tuple(size)
 
 
-def check_image_size(height: int, width: int, patch_size: int) -> None:
+def validate_image_size(height: int, width: int, patch_size: int) -> None:
     """Raise a ``ValueError`` that names the numbers when a side is not a multiple of the patch."""
     for side, value in (("height", height), ("width", width)):
         if value % patch_size != 0:
@@ -34,7 +34,7 @@ def check_image_size(height: int, width: int, patch_size: int) -> None:
             )
 
 
-def check_batch(images: torch.Tensor, who: str) -> None:
+def validate_batch(images: torch.Tensor, who: str) -> None:
     """Raise a ``ValueError`` unless ``images`` is a 4-D batch ``[B, C, H, W]``."""
     if images.ndim != 4:
         fix = _(" For a single image use x.unsqueeze(0).") if images.ndim == 3 else ""
@@ -49,14 +49,14 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     (left to right, then top to bottom) and each patch flattened channel-first ``(c, p1, p2)``,
     the same order as ``Conv2d.weight.flatten(1)`` and ``F.unfold``.
     """
-    check_batch(images, "patchify")
-    check_image_size(images.shape[-2], images.shape[-1], patch_size)
+    validate_batch(images, "patchify")
+    validate_image_size(images.shape[-2], images.shape[-1], patch_size)
     return rearrange(images, "b c (h p1) (w p2) -> b (h w) (c p1 p2)", p1=patch_size, p2=patch_size)
 
 
 def unpatchify(patches: torch.Tensor, patch_size: int, height: int, width: int) -> torch.Tensor:
     """Inverse of :func:`patchify`: ``[B, N, C*P*P] -> [B, C, H, W]``."""
-    check_image_size(height, width, patch_size)
+    validate_image_size(height, width, patch_size)
     grid = (height // patch_size) * (width // patch_size)
     if patches.ndim != 3 or patches.shape[1] != grid or patches.shape[2] % (patch_size * patch_size):
         raise ValueError(
@@ -83,7 +83,7 @@ class PatchEmbedding(nn.Module):
         height, width = _as_pair(img_size)
         if patch_size <= 0:
             raise ValueError(_("patch_size must be a positive integer, got {patch_size}.").format(patch_size=patch_size))
-        check_image_size(height, width, patch_size)
+        validate_image_size(height, width, patch_size)
         self.img_size = (height, width)
         self.patch_size = patch_size
         self.in_chans = in_chans
@@ -106,6 +106,6 @@ class PatchEmbedding(nn.Module):
                   "{shape}).{hint} Or build the model with in_chans={got}.").format(
                     expected=self.in_chans, got=x.shape[1], shape=tuple(x.shape), hint=hint)
             )
-        check_image_size(x.shape[-2], x.shape[-1], self.patch_size)
+        validate_image_size(x.shape[-2], x.shape[-1], self.patch_size)
         x = self.proj(x)  # [B, D, H/P, W/P]: one D-vector per patch
         return x.flatten(2).transpose(1, 2)  # [B, D, N] -> [B, N, D]

@@ -14,7 +14,8 @@ from torch import nn
 
 from ..flops import vit_parameter_parts
 from ..i18n import _
-from ..model import ViT, count_parameters, get_config
+from ..model import ViT, count_parameters
+from ..registry import get_config
 from .core import CheckFailed, call, exercise, expect_close, expect_tensor
 
 __all__ = ["check_count_parameters", "check_classify"]

@@ -150,7 +150,8 @@ def check_lr_schedule(lr_at):
 
 
 def _tiny_vit(layers: int = 2, hidden: int = 16, heads: int = 2):
-    from ..model import ViT, get_config
+    from ..model import ViT
+    from ..registry import get_config
 
     return ViT(get_config("micro", image_size=8, patch_size=4, num_channels=1, hidden_size=hidden,
                           num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=2 * hidden))

@@ -1,0 +1,81 @@
+"""Trained weights, from wherever they come: timm, Hugging Face, the package, or a checkpoint.
+
+:func:`vit_lesson.registry.create_model` calls :func:`load_pretrained` when asked for
+``pretrained=...``; :func:`load_shapes_model` is the shipped shapes ViT with its training record.
+timm and Hugging Face weights are downloaded once (network, e.g. on Colab) and cached by them.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.resources import as_file, files
+
+from torch import nn
+
+from .i18n import _
+
+__all__ = ["SHAPES_ASSET", "load_pretrained", "load_shapes_model"]
+
+# A shapes ViT trained by ``python -m vit_lesson.recipes shapes`` (shipped in the package).
+SHAPES_ASSET = "shapes_vit.pt"
+
+
+def load_shapes_model():
+    """The shipped ViT trained on :class:`~vit_lesson.data.ShapesDataset` (32x32, patch 4, 8x8 grid).
+
+    Returns ``(model in eval mode, checkpoint)``; ``checkpoint["history"]`` and
+    ``checkpoint["train_config"]`` say how it was trained, ``checkpoint["recipe"]`` the data used.
+    Loaded with ``torch.load(weights_only=True)``; ``model(x, output_attentions=True)`` gives its maps.
+    """
+    from .checkpoint import load_model
+
+    with as_file(files("vit_lesson") / "assets" / SHAPES_ASSET) as path:
+        if not path.is_file():
+            raise FileNotFoundError(_("The shapes model {asset!r} is not in this installation ({path}); "
+                                      "create it with `python -m vit_lesson.recipes shapes`.").format(
+                                        asset=SHAPES_ASSET, path=path))
+        return load_model(path)
+
+
+def _split(source: str) -> tuple[str, str | None]:
+    kind, _sep, tag = source.partition(":")
+    return kind, (tag or None)
+
+
+def load_pretrained(entry, config, source, overrides: dict) -> nn.Module:
+    """``entry.cls(config)`` with the weights of ``source`` (see ``create_model``). Only the head may
+    change (``num_classes``: a new head, as timm's ``reset_classifier``); other overrides are refused."""
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and source.endswith((".pt", ".pth"))):
+        from .checkpoint import load_checkpoint
+
+        model = entry.cls(config)
+        load_checkpoint(source, model)
+        return model.eval()
+    kind, tag = _split(str(source))
+    if kind not in ("timm", "hf", "shipped"):
+        raise ValueError(_("pretrained={source!r} is not a source of weights: use 'timm', 'timm:<tag>', 'hf', "
+                           "'hf:<repo>', 'shipped', or the path of a .pt checkpoint.").format(source=source))
+    tag = tag or entry.pretrained.get(kind)
+    if tag is None:
+        offered = ", ".join(entry.pretrained) or _("none: train it, then pass the checkpoint's path")
+        raise ValueError(_("This model has no {kind!r} weights (sources it has: {offered}).").format(
+            kind=kind, offered=offered))
+    num_classes = overrides.get("num_classes")
+    other = sorted(set(overrides) - {"num_classes"})
+    if other:
+        raise ValueError(_("Pretrained weights fix the model's shape; only num_classes can change (a new head), "
+                           "not {names}. Build the model without pretrained= to change them.").format(
+                             names=", ".join(other)))
+    if kind == "timm":
+        from .convert import load_pretrained_timm
+
+        model = load_pretrained_timm(tag)
+    elif kind == "hf":
+        from .hf import load_pretrained_hf
+
+        model = load_pretrained_hf(tag)
+    else:
+        model, _checkpoint = load_shapes_model()
+    if num_classes is not None and num_classes != model.config.num_classes:
+        model.reset_classifier(num_classes)
+    return model.eval()
