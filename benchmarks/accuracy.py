@@ -47,7 +47,7 @@ import torch
 from vit_lesson.data import RandomShiftRotate, ShapesDataset, digits_arrays, digits_datasets
 from vit_lesson.model import ViT, ViTConfig, count_parameters
 from vit_lesson.train import TrainConfig, build_model, evaluate, train
-from vit_lesson.visualize import load_shapes_model
+from vit_lesson.pretrained import load_shapes_model
 
 # The digits recipe. Chosen from runs of 40-100 epochs, lr 1e-3..3e-3, batch 32/64, width 64/96,
 # image 12/16/24, patch 2/4, label smoothing 0/0.1, drop path 0/0.1, weight decay 0.05/0.1, EMA, and

@@ -21,7 +21,7 @@ smoke run (a few seconds of training; its numbers mean little).
     python benchmarks/attention_score.py --shipped  # score that model instead of training one
 
 ``--train-asset`` writes ``vit_lesson/assets/shapes_vit.pt`` (weights, config and history only,
-about 0.6 MB; read by ``vit_lesson.visualize.load_shapes_model``). Measured: 214 s on two quiet
+about 0.6 MB; read by ``vit_lesson.pretrained.load_shapes_model``). Measured: 214 s on two quiet
 CPU cores, 96.2% train / 88.5% test accuracy (1,000 images, seed 1).
 
 Measured with ``--shipped`` (500 test images): test accuracy 18.4% untrained -> 91.4% shipped;
@@ -43,8 +43,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vit_lesson import visualize as vis  # noqa: E402
+from vit_lesson.attention_maps import cls_attention_map, rollout_map, stack_attentions  # noqa: E402
+from vit_lesson.attention_score import attention_in_mask, mask_to_grid, pointing_game, uniform_baseline  # noqa: E402
 from vit_lesson.data import ShapesDataset  # noqa: E402
+from vit_lesson.pretrained import SHAPES_ASSET, load_shapes_model  # noqa: E402
 from vit_lesson.train import TrainConfig, build_model, evaluate, save_checkpoint, train  # noqa: E402
 
 # benchmarks/accuracy.py's shapes recipe, so the accuracy here is comparable to its table.
@@ -54,20 +56,20 @@ RECIPE = dict(batch_size=64, weight_decay=0.05, warmup_epochs=1, label_smoothing
 def attentions_of(model, images, batch_size=250):
     model.eval()
     with torch.no_grad():
-        chunks = [vis.stack_attentions(model(images[i:i + batch_size], output_attentions=True).attentions)
+        chunks = [stack_attentions(model(images[i:i + batch_size], output_attentions=True).attentions)
                   for i in range(0, len(images), batch_size)]
     return torch.cat(chunks, dim=1)  # [L, B, H, T, T]
 
 
 def score(maps, fraction):
-    return (vis.attention_in_mask(maps, fraction).mean().item(),
-            vis.pointing_game(maps, fraction).float().mean().item())
+    return (attention_in_mask(maps, fraction).mean().item(),
+            pointing_game(maps, fraction).float().mean().item())
 
 
 # The shipped model (vit_lesson/assets/shapes_vit.pt): far more procedural images than above.
 ASSET_DATA = dict(train_size=10000, test_size=1000, seed=0)
 ASSET_RECIPE = dict(epochs=20, batch_size=64, lr=2e-3, weight_decay=0.05, warmup_epochs=2, label_smoothing=0.1)
-ASSET_PATH = Path(__file__).resolve().parents[1] / "vit_lesson" / "assets" / vis.SHAPES_ASSET
+ASSET_PATH = Path(__file__).resolve().parents[1] / "vit_lesson" / "assets" / SHAPES_ASSET
 
 
 def train_asset(out_dir=None) -> int:
@@ -108,10 +110,10 @@ def main(argv=None) -> int:
     train_set = ShapesDataset(args.train_size, seed=args.seed, augment=True)
     test_set = ShapesDataset(args.test_size, seed=args.seed + 1)
     images = torch.stack([test_set[i][0] for i in range(len(test_set))])
-    fraction = vis.mask_to_grid(test_set.masks, 4)
+    fraction = mask_to_grid(test_set.masks, 4)
 
     if args.shipped:  # score vit_lesson/assets/shapes_vit.pt against its own initial weights
-        trained, checkpoint = vis.load_shapes_model()
+        trained, checkpoint = load_shapes_model()
         torch.manual_seed(checkpoint["recipe"]["seed"])
         untrained = build_model("shapes")
         history, seconds = checkpoint["history"], 0.0
@@ -133,17 +135,17 @@ def main(argv=None) -> int:
           "patch is at least half object.\n")
     print("| model | test accuracy | map | mass in mask | pointing game |")
     print("|---|---|---|---|---|")
-    uniform_mass, uniform_hit = (v.mean().item() for v in vis.uniform_baseline(fraction))
+    uniform_mass, uniform_hit = (v.mean().item() for v in uniform_baseline(fraction))
     per_layer = {}
     for name, model in (("untrained", untrained), ("trained", trained)):
         accuracy = evaluate(model, test_set)["accuracy"]
         attentions = attentions_of(model, images)
-        for method, maps in (("raw last layer", vis.cls_attention_map(attentions)),
-                             ("rollout", vis.rollout_map(attentions))):
+        for method, maps in (("raw last layer", cls_attention_map(attentions)),
+                             ("rollout", rollout_map(attentions))):
             mass, hit = score(maps, fraction)
             print(f"| {name} | {accuracy:.1%} | {method} | {mass:.3f} | {hit:.1%} |")
-        per_layer[name] = [(score(vis.cls_attention_map(attentions, layer), fraction),
-                            score(vis.rollout_map(attentions, layer), fraction))
+        per_layer[name] = [(score(cls_attention_map(attentions, layer), fraction),
+                            score(rollout_map(attentions, layer), fraction))
                            for layer in range(len(attentions))]
     print(f"| - | - | uniform / random patch | {uniform_mass:.3f} | {uniform_hit:.1%} |")
 

@@ -1,6 +1,9 @@
-"""Tests for vit_lesson.visualize (notebook 07) and its exercise checks."""
+"""Tests for notebook 07's modules (attention_maps, attention_score, figures, explorer) and its exercise checks."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import matplotlib
 import pytest
@@ -11,8 +14,16 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
 from vit_lesson import checks  # noqa: E402
-from vit_lesson import visualize as vis  # noqa: E402
-from vit_lesson.model import ViT, get_config  # noqa: E402
+from vit_lesson.attention_maps import (attention_distance, attention_maps, cls_attention,  # noqa: E402
+                                       cls_attention_map, patch_distances, patch_filters,
+                                       position_similarity, rollout, rollout_map, upsample_map)
+from vit_lesson.attention_score import (attention_in_mask, mask_to_grid, pointing_game,  # noqa: E402
+                                        score_attention, uniform_baseline)
+from vit_lesson.explorer import explore  # noqa: E402
+from vit_lesson.figures import (figure7, plot_attention_distance, plot_patch_filters,  # noqa: E402
+                                plot_position_similarity, show_attention, to_image)
+from vit_lesson.model import ViT  # noqa: E402
+from vit_lesson.registry import get_config  # noqa: E402
 
 
 def uniform_attention(batch=1, heads=2, tokens=5):
@@ -44,28 +55,28 @@ def test_cls_map_puts_a_hot_patch_at_its_row_and_column():
     patch = 1 * grid + 2               # ... except the class token, which attends to patch (row 1, col 2)
     attention[:, :, 0] = 0.0
     attention[:, :, 0, 1 + patch] = 1.0
-    got = vis.cls_attention_map((attention,))
+    got = cls_attention_map((attention,))
     assert got.shape == (1, grid, grid)
     assert got[0, 1, 2] == 1 and got.sum() == 1
 
 
 def test_cls_map_is_row_zero_without_the_class_token_heads_averaged(micro):
     model, _, attentions = micro
-    got = vis.cls_attention_map(attentions, layer=0)
+    got = cls_attention_map(attentions, layer=0)
     want = attentions[0].mean(1)[:, 0, 1:].reshape(3, 8, 8)
     torch.testing.assert_close(got, want)
-    torch.testing.assert_close(vis.cls_attention_map(attentions, layer=1, head=2),
+    torch.testing.assert_close(cls_attention_map(attentions, layer=1, head=2),
                                attentions[1][:, 2, 0, 1:].reshape(3, 8, 8))
-    torch.testing.assert_close(vis.cls_attention(attentions, head="max"), attentions[-1].amax(1)[:, 0, 1:])
+    torch.testing.assert_close(cls_attention(attentions, head="max"), attentions[-1].amax(1)[:, 0, 1:])
     # the class token's weights on itself plus on the patches sum to one
     torch.testing.assert_close(got.sum((1, 2)) + attentions[0].mean(1)[:, 0, 0], torch.ones(3))
 
 
 def test_attention_maps_runs_the_model(micro):
     model, images, attentions = micro
-    torch.testing.assert_close(vis.attention_maps(model, images), vis.cls_attention_map(attentions))
-    torch.testing.assert_close(vis.attention_maps(model, images, "rollout", layer=0),
-                               vis.rollout_map(attentions[:1]))
+    torch.testing.assert_close(attention_maps(model, images), cls_attention_map(attentions))
+    torch.testing.assert_close(attention_maps(model, images, "rollout", layer=0),
+                               rollout_map(attentions[:1]))
 
 
 @pytest.mark.parametrize("bad, words", [
@@ -75,27 +86,27 @@ def test_attention_maps_runs_the_model(micro):
 ])
 def test_bad_attention_input_raises_a_clear_error(bad, words):
     with pytest.raises(ValueError, match=words):
-        vis.cls_attention_map(bad)
+        cls_attention_map(bad)
 
 
 def test_bad_layer_head_and_grid_raise_clear_errors():
     attention = (uniform_attention(tokens=10),)
     with pytest.raises(ValueError, match="has 1 layers"):
-        vis.cls_attention_map(attention, layer=3)
+        cls_attention_map(attention, layer=3)
     with pytest.raises(ValueError, match="has 2 heads"):
-        vis.cls_attention_map(attention, head=5)
+        cls_attention_map(attention, head=5)
     with pytest.raises(ValueError, match="one of"):
-        vis.cls_attention_map(attention, head="median")
+        cls_attention_map(attention, head="median")
     with pytest.raises(ValueError, match="not a square grid"):
-        vis.cls_attention_map((uniform_attention(tokens=9),))
-    assert vis.cls_attention_map((uniform_attention(tokens=9),), grid=(2, 4)).shape == (1, 2, 4)
+        cls_attention_map((uniform_attention(tokens=9),))
+    assert cls_attention_map((uniform_attention(tokens=9),), grid=(2, 4)).shape == (1, 2, 4)
 
 
 # --- rollout ---------------------------------------------------------------------------------
 
 def test_rollout_of_identity_attention_is_identity():
     eye = torch.eye(5).expand(2, 3, 5, 5)
-    torch.testing.assert_close(vis.rollout((eye, eye, eye)), torch.eye(5).expand(2, 5, 5))
+    torch.testing.assert_close(rollout((eye, eye, eye)), torch.eye(5).expand(2, 5, 5))
 
 
 def test_rollout_matches_a_hand_computation_on_two_layers():
@@ -105,23 +116,23 @@ def test_rollout_matches_a_hand_computation_on_two_layers():
     # Â = (A + I) / 2 (rows of A + I sum to 2): Â1 = [[.75, .25], [0, 1]], Â2 = [[1, 0], [.25, .75]]
     # R = Â2 @ Â1 = [[.75, .25], [.1875, .8125]]
     want = torch.tensor([[0.75, 0.25], [0.1875, 0.8125]])
-    got = vis.rollout((a1[None, None], a2[None, None]))[0]
+    got = rollout((a1[None, None], a2[None, None]))[0]
     torch.testing.assert_close(got, want)
     # without the residual it is the plain product A2 @ A1
-    torch.testing.assert_close(vis.rollout((a1[None, None], a2[None, None]), residual=False)[0], a2 @ a1)
+    torch.testing.assert_close(rollout((a1[None, None], a2[None, None]), residual=False)[0], a2 @ a1)
 
 
 def test_rollout_rows_sum_to_one_for_every_fusion():
     attentions = random_attention()
     for head in ("mean", "max", "min", 1):
-        torch.testing.assert_close(vis.rollout(attentions, head=head).sum(-1), torch.ones(2, 10))
+        torch.testing.assert_close(rollout(attentions, head=head).sum(-1), torch.ones(2, 10))
 
 
 def test_rollout_map_is_the_class_row_through_the_chosen_layer():
     attentions = random_attention(tokens=10)
-    torch.testing.assert_close(vis.rollout_map(attentions, layer=1),
-                               vis.rollout(attentions[:2])[:, 0, 1:].reshape(2, 3, 3))
-    torch.testing.assert_close(vis.rollout_map(attentions), vis.rollout(attentions)[:, 0, 1:].reshape(2, 3, 3))
+    torch.testing.assert_close(rollout_map(attentions, layer=1),
+                               rollout(attentions[:2])[:, 0, 1:].reshape(2, 3, 3))
+    torch.testing.assert_close(rollout_map(attentions), rollout(attentions)[:, 0, 1:].reshape(2, 3, 3))
 
 
 # --- upsampling and drawing ------------------------------------------------------------------
@@ -129,23 +140,23 @@ def test_rollout_map_is_the_class_row_through_the_chosen_layer():
 def test_upsample_to_image_size_keeps_each_patch_in_its_pixels():
     grid = torch.zeros(1, 4, 4)
     grid[0, 1, 2] = 1.0
-    big = vis.upsample_map(grid, 32, mode="nearest")
+    big = upsample_map(grid, 32, mode="nearest")
     assert big.shape == (1, 32, 32)
     assert big[0, 8:16, 16:24].eq(1).all() and big.sum() == 64
-    smooth = vis.upsample_map(grid[0], (32, 32))
+    smooth = upsample_map(grid[0], (32, 32))
     assert smooth.shape == (32, 32)
     assert divmod(int(smooth.argmax()), 32)[0] // 8 == 1 and divmod(int(smooth.argmax()), 32)[1] // 8 == 2
 
 
 def test_to_image_refuses_a_normalised_tensor_and_puts_channels_last():
-    assert vis.to_image(torch.rand(3, 8, 6)).shape == (8, 6, 3)
-    assert vis.to_image(torch.rand(1, 8, 8)).shape == (8, 8)
+    assert to_image(torch.rand(3, 8, 6)).shape == (8, 6, 3)
+    assert to_image(torch.rand(1, 8, 8)).shape == (8, 8)
     with pytest.raises(ValueError, match="denormalize"):
-        vis.to_image(torch.randn(3, 8, 8) * 2)
+        to_image(torch.randn(3, 8, 8) * 2)
 
 
 def test_show_attention_draws_the_map_at_the_image_size():
-    ax = vis.show_attention(torch.rand(3, 32, 32), torch.rand(8, 8))
+    ax = show_attention(torch.rand(3, 32, 32), torch.rand(8, 8))
     image, heat = ax.get_images()
     assert image.get_array().shape[:2] == heat.get_array().shape == (32, 32)
 
@@ -156,9 +167,9 @@ def test_mask_to_grid_is_the_fraction_of_each_patch_inside_the_object():
     mask = torch.zeros(1, 8, 8, dtype=torch.bool)
     mask[0, :4, :2] = True      # half of the top-left 4x4 patch
     mask[0, 4:, 4:] = True      # all of the bottom-right patch
-    torch.testing.assert_close(vis.mask_to_grid(mask, 4), torch.tensor([[[0.5, 0.0], [0.0, 1.0]]]))
+    torch.testing.assert_close(mask_to_grid(mask, 4), torch.tensor([[[0.5, 0.0], [0.0, 1.0]]]))
     with pytest.raises(ValueError, match="multiple of patch_size"):
-        vis.mask_to_grid(mask, 3)
+        mask_to_grid(mask, 3)
 
 
 def test_scores_on_synthetic_attention():
@@ -166,24 +177,24 @@ def test_scores_on_synthetic_attention():
     inside = torch.tensor([[[0.0, 0.0], [0.0, 3.0]]])      # all mass on the object
     outside = torch.tensor([[[0.0, 1.0], [1.0, 0.0]]])
     uniform = torch.ones(1, 2, 2)
-    assert vis.attention_in_mask(inside, fraction).item() == 1.0
-    assert vis.attention_in_mask(outside, fraction).item() == 0.0
-    torch.testing.assert_close(vis.attention_in_mask(uniform, fraction), fraction.mean((1, 2)))
-    assert vis.pointing_game(inside, fraction).tolist() == [True]
-    assert vis.pointing_game(outside, fraction).tolist() == [False]
-    assert vis.pointing_game(torch.tensor([[[1.0, 0.0], [0.0, 0.5]]]), fraction).tolist() == [True]
-    assert vis.pointing_game(torch.tensor([[[1.0, 0.0], [0.0, 0.5]]]), fraction, threshold=0.6).tolist() == [False]
-    mass, hit = vis.uniform_baseline(fraction)
+    assert attention_in_mask(inside, fraction).item() == 1.0
+    assert attention_in_mask(outside, fraction).item() == 0.0
+    torch.testing.assert_close(attention_in_mask(uniform, fraction), fraction.mean((1, 2)))
+    assert pointing_game(inside, fraction).tolist() == [True]
+    assert pointing_game(outside, fraction).tolist() == [False]
+    assert pointing_game(torch.tensor([[[1.0, 0.0], [0.0, 0.5]]]), fraction).tolist() == [True]
+    assert pointing_game(torch.tensor([[[1.0, 0.0], [0.0, 0.5]]]), fraction, threshold=0.6).tolist() == [False]
+    mass, hit = uniform_baseline(fraction)
     assert mass.item() == pytest.approx(0.375) and hit.item() == pytest.approx(0.5)
     with pytest.raises(ValueError, match="mask_to_grid"):
-        vis.attention_in_mask(torch.ones(1, 3, 3), fraction)
+        attention_in_mask(torch.ones(1, 3, 3), fraction)
 
 
 def test_score_attention_table_and_uniform_row(micro):
     model, images, _ = micro
     masks = torch.zeros(3, 32, 32, dtype=torch.bool)
     masks[:, 8:24, 8:16] = True
-    table = vis.score_attention(model, images, masks, batch_size=2)
+    table = score_attention(model, images, masks, batch_size=2)
     assert set(table) == {"raw last layer", "rollout", "uniform"}
     assert table["uniform"]["mass"] == pytest.approx(0.125)
     assert table["uniform"]["pointing"] == pytest.approx(0.125)
@@ -202,17 +213,17 @@ def test_mean_attention_distance_on_a_hand_example():
     attention[0, 0, 0, 0] = 1.0
     for query, neighbour in ((1, 2), (2, 1), (3, 4), (4, 3)):
         attention[0, 0, query, [0, query, neighbour]] = torch.tensor([0.2, 0.4, 0.4])
-    distance = vis.attention_distance((attention, torch.eye(T)[None, None]), patch_size=4)
+    distance = attention_distance((attention, torch.eye(T)[None, None]), patch_size=4)
     torch.testing.assert_close(distance, torch.tensor([[2.0], [0.0]]))
-    torch.testing.assert_close(vis.patch_distances(2, 4)[0], torch.tensor([0.0, 4.0, 4.0, 32 ** 0.5]))
+    torch.testing.assert_close(patch_distances(2, 4)[0], torch.tensor([0.0, 4.0, 4.0, 32 ** 0.5]))
 
 
 def test_position_similarity_and_patch_filters(micro):
     model, _, _ = micro
-    similarity = vis.position_similarity(model.pos_embed)
+    similarity = position_similarity(model.pos_embed)
     assert similarity.shape == (64, 64)
     torch.testing.assert_close(similarity.diagonal(), torch.ones(64))
-    filters = vis.patch_filters(model.patch_embed.proj.weight, n=5)
+    filters = patch_filters(model.patch_embed.proj.weight, n=5)
     assert filters.shape == (5, 3, 4, 4) and filters.min() >= 0 and filters.max() <= 1
     # the first principal component is the direction of largest variance of the filters
     flat = model.patch_embed.proj.weight.detach().reshape(64, -1)
@@ -220,18 +231,28 @@ def test_position_similarity_and_patch_filters(micro):
     first = torch.linalg.svd(flat, full_matrices=False).Vh[0]
     variance = (flat @ first).var()
     assert all((flat @ v).var() <= variance + 1e-6 for v in torch.linalg.svd(flat).Vh[1:5])
-    assert vis.patch_filters(model.patch_embed.proj.weight, n=3, pca=False).shape == (3, 3, 4, 4)
+    assert patch_filters(model.patch_embed.proj.weight, n=3, pca=False).shape == (3, 3, 4, 4)
 
 
 def test_figure7_functions_return_figures(micro):
     model, images, attentions = micro
-    assert isinstance(vis.plot_patch_filters(model, n=8), Figure)
-    assert isinstance(vis.plot_position_similarity(model), Figure)
-    assert isinstance(vis.plot_attention_distance(vis.attention_distance(attentions, 4), 32), Figure)
-    assert isinstance(vis.figure7(model, images), Figure)
+    assert isinstance(plot_patch_filters(model, n=8), Figure)
+    assert isinstance(plot_position_similarity(model), Figure)
+    assert isinstance(plot_attention_distance(attention_distance(attentions, 4), 32), Figure)
+    assert isinstance(figure7(model, images), Figure)
 
 
 # --- the explorer ----------------------------------------------------------------------------
+
+def test_the_maths_imports_without_matplotlib_and_no_module_imports_ipywidgets_at_the_top():
+    """A headless benchmark needs neither matplotlib nor widgets; the explorer imports ipywidgets when used."""
+    code = ("import sys, vit_lesson.attention_maps, vit_lesson.attention_score\n"
+            "assert 'matplotlib' not in sys.modules, 'attention maths imported matplotlib'\n"
+            "import vit_lesson.figures, vit_lesson.explorer\n"
+            "assert 'ipywidgets' not in sys.modules, 'a module imported ipywidgets at the top'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
 
 class TinyDataset:
     classes = ["a", "b"]
@@ -250,7 +271,7 @@ def test_explorer_builds_without_a_front_end_and_redraws(micro):
     import ipywidgets
 
     model, images, _ = micro
-    explorer = vis.explore(model, TinyDataset(images))
+    explorer = explore(model, TinyDataset(images))
     assert isinstance(explorer, ipywidgets.VBox)
     assert "JupyterLab or Colab" in repr(explorer)
 
@@ -265,7 +286,7 @@ def test_explorer_builds_without_a_front_end_and_redraws(micro):
     explorer.head.value = 1
     explorer.layer.value = 0
     assert "layer 0, head 1" in explorer.figure.axes[1].get_title()
-    torch.testing.assert_close(torch.as_tensor(shown()), vis.rollout_map(
+    torch.testing.assert_close(torch.as_tensor(shown()), rollout_map(
         tuple(a[2:3] for a in micro[2][:1]), head=1)[0])
 
 
@@ -292,7 +313,7 @@ def test_check_cls_attention_map_names_each_mistake(wrong, words):
 
 def test_check_cls_attention_map_passes_correct_variants_and_waits_for_placeholder():
     assert checks.check_cls_attention_map(correct_map)
-    assert checks.check_cls_attention_map(lambda a, l, g: vis.cls_attention_map(a, l, g))
+    assert checks.check_cls_attention_map(lambda a, l, g: cls_attention_map(a, l, g))
 
     def einsum_version(attentions, layer, grid):  # another spelling of the same thing
         row = torch.einsum("bhn->bn", attentions[layer][:, :, 0, 1:]) / attentions[layer].shape[1]
@@ -332,7 +353,7 @@ def test_check_rollout_names_each_mistake(kwargs, words):
 
 def test_check_rollout_passes_correct_answers_and_waits_for_placeholder():
     assert checks.check_rollout(rollout_variant)
-    assert checks.check_rollout(vis.rollout)
+    assert checks.check_rollout(rollout)
 
     def half_identity(attentions):  # the paper's 0.5 A + 0.5 I, no explicit renormalisation
         result = None
@@ -342,7 +363,7 @@ def test_check_rollout_passes_correct_answers_and_waits_for_placeholder():
         return result
 
     assert checks.check_rollout(half_identity)
-    only_cls_row = checks.check_rollout(lambda attentions: vis.rollout(attentions)[:, 0, 1:])
+    only_cls_row = checks.check_rollout(lambda attentions: rollout(attentions)[:, 0, 1:])
     assert only_cls_row.status == "fail" and "whole rollout matrix" in only_cls_row.message
 
     def placeholder(attentions):
@@ -354,9 +375,10 @@ def test_check_rollout_passes_correct_answers_and_waits_for_placeholder():
 def test_shipped_shapes_model_loads_and_classifies_unseen_images():
     """The package's trained shapes ViT (notebook 07) loads with weights_only and has really learned."""
     from vit_lesson.data import ShapesDataset
+    from vit_lesson.pretrained import load_shapes_model
     from vit_lesson.train import evaluate
 
-    model, checkpoint = vis.load_shapes_model()  # committed, and shipped as package data: never skipped
+    model, checkpoint = load_shapes_model()  # committed, and shipped as package data: never skipped
     assert (model.config.image_size, model.config.patch_size, model.config.num_classes) == (32, 4, 5)
     assert checkpoint["recipe"]["seed"] == 0          # trained on seed-0 images, so seed 7 is unseen
     images = ShapesDataset(200, seed=7)
