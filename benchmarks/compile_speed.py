@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from vit_lesson.convert import create_timm_model, to_timm_state_dict
-from vit_lesson.model import ViT, get_config
+from vit_lesson.model import ViT
+from vit_lesson.registry import get_config
 
 
 def _sync(device):

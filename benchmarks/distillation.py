@@ -24,7 +24,8 @@ from torch.utils.data import Subset
 
 from vit_lesson.data import digits_datasets
 from vit_lesson.distill import DistilledViT, make_loss_fn, small_resnet
-from vit_lesson.model import ViT, count_parameters, get_config
+from vit_lesson.model import ViT, count_parameters
+from vit_lesson.registry import get_config
 from vit_lesson.train import TrainConfig, evaluate, train
 
 METHODS = {  # name: (loss kind, student class)

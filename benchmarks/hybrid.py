@@ -18,9 +18,10 @@ import time
 
 import torch
 
-from vit_lesson.distill import small_resnet
-from vit_lesson.hybrid import hybrid_vit
-from vit_lesson.model import ViT, count_parameters, get_config
+from vit_lesson.cnn import small_resnet
+from vit_lesson.hybrid import HybridViT
+from vit_lesson.model import ViT, count_parameters
+from vit_lesson.registry import get_config
 from vit_lesson.train import TrainConfig, evaluate, train
 
 try:  # the same data as benchmarks/distillation.py
@@ -36,8 +37,8 @@ except ImportError:  # run from another folder
 
 MODELS = {
     "ViT (2x2 patches, 16 tokens)": lambda: ViT(get_config("micro", image_size=8, patch_size=2, num_channels=1)),
-    "hybrid (ResNet stem + layer1-2, 16 tokens)": lambda: hybrid_vit(
-        get_config("micro", image_size=8, patch_size=1, num_channels=1), stages=2, width=16),
+    "hybrid (ResNet stem + layer1-2, 16 tokens)": lambda: HybridViT(
+        get_config("micro", image_size=8, patch_size=1, num_channels=1), resnet_stages=2, resnet_width=16),
     "CNN (ResNet-18, width 16)": lambda: small_resnet(num_classes=10, in_chans=1, width=16),
 }
 

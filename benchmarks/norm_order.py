@@ -20,7 +20,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from vit_lesson.block import PostNormBlock
-from vit_lesson.model import ViT, get_config
+from vit_lesson.model import ViT
+from vit_lesson.registry import get_config
 
 
 def make_model(depth: int, post_norm: bool, seed: int) -> ViT:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from vit_lesson.flops import size_table, vit_flops, vit_parameter_parts
-from vit_lesson.model import get_config
+from vit_lesson.registry import get_config
 
 
 def main(argv=None) -> None:

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from vit_lesson.convert import create_timm_model, vit_from_timm
-from vit_lesson.model import ViT, get_config
+from vit_lesson.model import ViT
+from vit_lesson.registry import get_config
 
 BATCH = {"micro": 64, "tiny": 8, "small": 8, "base": 4}
 

@@ -13,7 +13,7 @@ from einops import rearrange
 from torch import nn
 
 from vit_lesson import checks
-from vit_lesson.attention import Attention, check_heads, scaled_dot_product_attention
+from vit_lesson.attention import Attention, validate_heads, scaled_dot_product_attention
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +44,7 @@ def test_attention_equals_nn_multihead_attention(fast):
         theirs.out_proj.bias.copy_(ours.proj.bias)
         x = torch.randn(3, 10, dim)
         want, want_weights = theirs(x, x, x, need_weights=True, average_attn_weights=False)
-        got, weights = ours(x, return_attention=True)
+        got, weights = ours(x, output_attentions=True)
         assert (ours(x) - want).abs().max() <= 1e-5
     assert (got - want).abs().max() <= 1e-5
     assert (weights - want_weights).abs().max() <= 1e-5
@@ -57,7 +57,7 @@ def test_fast_and_readable_paths_agree():
     readable.load_state_dict(fast.state_dict())
     with torch.no_grad():
         out_fast, out_readable = fast(x), readable(x)
-        out_weights, weights = fast(x, return_attention=True)
+        out_weights, weights = fast(x, output_attentions=True)
     assert (out_fast - out_readable).abs().max() <= 1e-5
     assert (out_weights - out_fast).abs().max() <= 1e-5
     assert weights.shape == (2, 3, 9, 9)
@@ -92,10 +92,10 @@ def test_gradients_flow_to_every_parameter():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
 
 
-def test_check_heads_error_names_numbers_and_fix():
-    assert check_heads(768, 12) == 64
+def test_validate_heads_error_names_numbers_and_fix():
+    assert validate_heads(768, 12) == 64
     with pytest.raises(ValueError, match=r"Hidden size 100 is not divisible by the number of heads 3") as error:
-        check_heads(100, 3)
+        validate_heads(100, 3)
     assert "Use a number of heads that divides 100" in str(error.value)
     assert "4" in str(error.value) and "5" in str(error.value)  # suggests heads that work
     with pytest.raises(ValueError, match="not divisible"):

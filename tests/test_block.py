@@ -22,7 +22,7 @@ def _randomise(module):
 
 def test_pre_norm_block_matches_hand_computation():
     """Block = x + attn(LN1(x)), then + MLP(LN2(.)); written out with explicit matmuls here."""
-    block = _randomise(Block(8, num_heads=2, mlp_dim=16))
+    block = _randomise(Block(8, num_heads=2, mlp_hidden_dim=16))
     x = torch.randn(3, 5, 8)
     a = block.attn
 
@@ -41,13 +41,13 @@ def test_pre_norm_block_matches_hand_computation():
     want = h + mlp(_layer_norm(h, block.norm2))
     with torch.no_grad():
         torch.testing.assert_close(block(x), want, atol=1e-5, rtol=1e-5)
-        out, weights = block(x, return_attention=True)
+        out, weights = block(x, output_attentions=True)
     torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
     assert weights.shape == (3, 2, 5, 5)
 
 
 def test_post_norm_block_is_the_post_order():
-    block = _randomise(PostNormBlock(8, num_heads=2, mlp_dim=16))
+    block = _randomise(PostNormBlock(8, num_heads=2, mlp_hidden_dim=16))
     x = torch.randn(2, 4, 8)
     with torch.no_grad():
         h = block.norm1(x + block.attn(x))

@@ -6,7 +6,7 @@ Chromium driven by Playwright, runs all cells, and proves:
 
 - a matplotlib figure is rendered as an ``<img>`` in the notebook (a real, decoded PNG), the
   pyplot way every lesson draws;
-- the widget works: moving the image slider of ``vit_lesson.visualize.explore`` (or, where the
+- the widget works: moving the image slider of ``vit_lesson.explorer.explore`` (or, where the
   explorer does not exist, an ipywidgets slider driving a matplotlib plot) changes the picture,
   which needs the whole loop: front-end widget -> kernel comm -> Python redraw -> new PNG back.
 
@@ -44,7 +44,8 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
 SETUP = """\
 import matplotlib.pyplot as plt
 import torch
-from vit_lesson.model import ViT, get_config
+from vit_lesson.model import ViT
+from vit_lesson.registry import get_config
 
 plt.rcParams["figure.dpi"] = 72  # as every course notebook starts
 torch.manual_seed(0)
@@ -58,7 +59,7 @@ for ax, image in zip(axes, images):
 plt.show()"""
 
 EXPLORER = """\
-from vit_lesson.visualize import explore
+from vit_lesson.explorer import explore
 
 explore(model, dataset, count=4)"""
 
@@ -78,7 +79,7 @@ def show(image):
 
 def has_explorer() -> bool:
     try:
-        from vit_lesson.visualize import explore  # noqa: F401
+        from vit_lesson.explorer import explore  # noqa: F401
     except ImportError:
         return False
     return True

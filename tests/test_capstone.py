@@ -299,7 +299,8 @@ def test_capstone_nothing_trained_yet_is_todo_with_a_hint():
 
 
 def test_capstone_refuses_the_package_model():
-    from vit_lesson.model import ViT, get_config
+    from vit_lesson.model import ViT
+    from vit_lesson.registry import get_config
 
     result = checks.check_capstone(ViT(get_config("micro", image_size=16, num_channels=1)))
     assert result.status == FAIL and "the vit_lesson.model.ViT given here" in result.message, result.line

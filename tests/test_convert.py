@@ -4,10 +4,12 @@ import pytest
 import timm
 import torch
 
-from vit_lesson.convert import (check_state_dict, check_timm_compatible, create_timm_model, from_timm_state_dict, imagenet_labels,
+from vit_lesson.model import validate_state_dict
+from vit_lesson.convert import (check_timm_compatible, create_timm_model, from_timm_state_dict, imagenet_labels,
                                 load_pretrained_timm, timm_from_vit, vit_from_timm)
 from vit_lesson.images import imagenet_transform, load_photo
-from vit_lesson.model import ViT, get_config
+from vit_lesson.model import ViT
+from vit_lesson.registry import get_config
 
 
 def random_weights(model, seed):
@@ -72,7 +74,7 @@ def test_mismatched_checkpoint_error_names_the_first_key():
     with pytest.raises(ValueError, match=r"missing 1 key\(s\), first 'head\.bias'"):
         ViT(get_config("micro")).load_state_dict(tiny_weights)
     with pytest.raises(ValueError, match=r"'blocks\.0\.mlp\.fc1\.weight' has shape \(96, 64\)"):
-        check_state_dict(create_timm_model(get_config("micro")), other.state_dict())  # ours -> timm
+        validate_state_dict(create_timm_model(get_config("micro")), other.state_dict())  # ours -> timm
 
 
 def test_incompatible_timm_variants_are_refused():

@@ -8,7 +8,8 @@ from torch import nn
 from vit_lesson import checks
 from vit_lesson.distill import (DistillationLoss, DistilledViT, distillation_loss, freeze, hard_distillation_loss,
                                 make_loss_fn, small_resnet, soft_distillation_loss)
-from vit_lesson.model import ViT, get_config
+from vit_lesson.model import ViT
+from vit_lesson.registry import get_config
 
 
 def logits(seed=0, batch=6, classes=10):

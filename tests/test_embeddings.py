@@ -9,9 +9,10 @@ from torch import nn
 
 from vit_lesson import checks
 from vit_lesson.block import Block
-from vit_lesson.embeddings import (ViTEmbeddings, init_token, prepend_class_token, resize_position_embedding,
+from vit_lesson.embeddings import (ViTEmbeddings, trunc_normal_, prepend_class_token, resize_position_embedding,
                                    sincos_2d_position_embedding)
-from vit_lesson.model import ViT, get_config
+from vit_lesson.model import ViT
+from vit_lesson.registry import get_config
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +44,7 @@ def test_position_embeddings_start_small_and_random_like_timm():
     pos = embed.pos_embed.detach()
     assert abs(pos.std().item() - 0.02) < 0.001 and pos.abs().max() < 2.0
     assert embed.cls_token.abs().max() < 1e-4  # timm: normal(std=1e-6)
-    assert init_token(torch.zeros(1000)).std() > 0.015  # not zeros
+    assert trunc_normal_(torch.zeros(1000)).std() > 0.015  # not zeros
 
 
 def test_dropout_only_in_training():
@@ -54,7 +55,7 @@ def test_dropout_only_in_training():
 
 
 def _encoder(dim=16, depth=2):
-    return nn.Sequential(*(Block(dim, num_heads=4, mlp_dim=32) for _ in range(depth))).eval()
+    return nn.Sequential(*(Block(dim, num_heads=4, mlp_hidden_dim=32) for _ in range(depth))).eval()
 
 
 def test_without_positions_the_encoder_is_permutation_invariant():

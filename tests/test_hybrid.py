@@ -9,9 +9,9 @@ import torchvision
 from torch import nn
 
 from vit_lesson import checks
-from vit_lesson.distill import small_resnet
-from vit_lesson.hybrid import HybridViT, feature_shape, hybrid_vit, resnet_stem
-from vit_lesson.model import get_config
+from vit_lesson.cnn import small_resnet
+from vit_lesson.hybrid import HybridViT, feature_shape, resnet_stem
+from vit_lesson.registry import get_config
 
 
 def config(image_size=16, channels=1, **overrides):
@@ -37,7 +37,7 @@ def test_resnet_stem_is_the_resnets_own_early_stages(stages, channels, size):
 @pytest.mark.parametrize("stages, grid, dim", [(1, 16, 8), (2, 8, 16), (3, 4, 32)])
 def test_hybrid_tokens_are_the_feature_map_positions(stages, grid, dim):
     torch.manual_seed(0)
-    model = hybrid_vit(config(), stages=stages, width=8)
+    model = HybridViT(config(), resnet_stages=stages, resnet_width=8)
     x = torch.randn(2, 1, 16, 16)
     assert model.patch_embed.grid_size == (grid, grid) and model.patch_embed.in_chans == dim
     assert model.patch_embed.proj.kernel_size == (1, 1)
@@ -53,7 +53,7 @@ def test_imagenet_stem_resnet50_gives_the_papers_token_grid():
     # ViT paper: with the ImageNet stem a 224 px image is 14x14 after stage 3 (stride 16), as ViT-B/16.
     backbone = resnet_stem(torchvision.models.resnet50(), 3)
     assert feature_shape(backbone, 224, 3) == (1024, 14, 14)
-    model = hybrid_vit(config(64, 3), resnet="resnet50", stages=3, small_input=False)
+    model = HybridViT(config(64, 3), resnet="resnet50", resnet_stages=3, small_input=False)
     assert model.patch_embed.grid_size == (4, 4) and model.patch_embed.in_chans == 1024
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)
 
@@ -63,7 +63,7 @@ def test_parameter_names_are_timms_and_equal_timms_hybrid():
     from timm.models.vision_transformer import VisionTransformer
 
     torch.manual_seed(0)
-    model = hybrid_vit(config(), stages=2, width=8).eval()
+    model = HybridViT(config(), resnet_stages=2, resnet_width=8).eval()
     names = set(model.state_dict())
     assert {"patch_embed.proj.weight", "patch_embed.backbone.conv1.weight", "patch_embed.backbone.layer2.1.conv2.weight",
             "cls_token", "pos_embed", "blocks.1.attn.qkv.weight", "norm.weight", "head.weight"} <= names
@@ -82,21 +82,21 @@ def test_errors_name_the_problem_and_the_fix():
         resnet_stem(nn.Linear(2, 2), 1)
     # The blog post's hybrid: the whole ResNet returns logits, not a feature map.
     with pytest.raises(ValueError, match=r"returns shape \[1, 1000\].*logits.*resnet_stem"):
-        HybridViT(torchvision.models.resnet18(), config(32, 3))
+        HybridViT(config(32, 3), backbone=torchvision.models.resnet18())
     # The ImageNet stem downsamples 32x after layer4: a 32 px image leaves a 1x1 map.
     with pytest.raises(ValueError, match="1x1 feature map"):
-        hybrid_vit(config(32, 3), stages=4, small_input=False)
-    model = hybrid_vit(config(), stages=2, width=8)
+        HybridViT(config(32, 3), resnet_stages=4, small_input=False)
+    model = HybridViT(config(), resnet_stages=2, resnet_width=8)
     with pytest.raises(ValueError, match="built for 16x16 images"):
         model(torch.randn(1, 1, 32, 32))
     with pytest.raises(ValueError, match="small_input=False"):
-        hybrid_vit(config(), weights="DEFAULT")
+        HybridViT(config(), resnet_weights="DEFAULT")
     with pytest.raises(ValueError, match="3-channel"):
-        hybrid_vit(config(), weights="DEFAULT", small_input=False)
+        HybridViT(config(), resnet_weights="DEFAULT", small_input=False)
     with pytest.raises(ValueError, match="resnet18, resnet34 or resnet50"):
-        hybrid_vit(config(), resnet="resnet101")
+        HybridViT(config(), resnet="resnet101")
     with pytest.raises(ValueError, match="feature map is 12x12, not divisible by patch_size=8"):
-        HybridViT(resnet_stem(small_resnet(10, 1, width=8), 2), config(24), patch_size=8)
+        HybridViT(config(24), backbone=resnet_stem(small_resnet(10, 1, width=8), 2), patch_size=8)
 
 
 def test_feature_probe_leaves_batchnorm_statistics_and_mode_alone():

@@ -7,13 +7,14 @@ from torch import nn
 from vit_lesson import checks
 from vit_lesson.convert import create_timm_model
 from vit_lesson.flops import measure_flops, vit_flops, vit_parameter_parts
-from vit_lesson.model import PRESETS, ViT, ViTConfig, ViTOutput, count_parameters, get_config
+from vit_lesson.model import ViT, ViTConfig, ViTOutput, count_parameters
+from vit_lesson.registry import MODELS, get_config
 
 EXPECTED = {"tiny": 5_717_416, "small": 22_050_664, "base": 86_567_656, "large": 304_326_632,
             "huge": 632_045_800, "micro": 142_026}
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", [name for name, entry in MODELS.items() if entry.cls is ViT])
 def test_preset_parameters_equal_timm_and_the_formula(name):
     """Built on the meta device, so Large and Huge cost no memory."""
     config = get_config(name)
@@ -89,7 +90,7 @@ def test_wrong_input_size_names_both_sizes():
 
 
 def test_unknown_preset_lists_the_presets():
-    with pytest.raises(ValueError, match=r"Unknown preset 'gigantic'.*tiny"):
+    with pytest.raises(ValueError, match=r"Unknown model 'gigantic'.*tiny"):
         get_config("gigantic")
 
 

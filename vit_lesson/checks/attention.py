@@ -66,7 +66,7 @@ def check_scaled_dot_product_attention(attention):
         result = call(attention, q.clone(), k.clone(), v.clone())
         if isinstance(result, torch.Tensor):
             raise CheckFailed(_("{what} returned one tensor; return two: (out, weights). The notebook draws "
-                                "the weights, and Attention(return_attention=True) hands them out.").format(what=what))
+                                "the weights, and Attention(output_attentions=True) hands them out.").format(what=what))
         if not isinstance(result, (tuple, list)) or len(result) != 2:
             raise CheckFailed(_("{what} should return a pair (out, weights), got {type}.").format(
                 what=what, type=type(result).__name__))
