@@ -10,11 +10,13 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from vit_lesson import train as train_module
+from vit_lesson import checkpoint as checkpoint_module
+from vit_lesson.checkpoint import load_checkpoint, load_model, save_checkpoint
 from vit_lesson.data import digits_datasets
-from vit_lesson.train import (History, NonFiniteLossError, TrainConfig, build_model, cross_entropy_loss, evaluate,
-                              load_checkpoint, load_model, make_scheduler, parameter_groups, plot_history, predict,
-                              save_checkpoint, train, warmup_cosine_lr)
+from vit_lesson.figures import plot_history
+from vit_lesson.registry import create_model
+from vit_lesson.train import (History, NonFiniteLossError, TrainConfig, cross_entropy_loss, evaluate, make_scheduler,
+                              parameter_groups, predict, train, warmup_cosine_lr)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
@@ -38,8 +40,8 @@ def digits8(digits8_augmented):
 
 def tiny_model(seed=0):
     torch.manual_seed(seed)
-    return build_model("digits", 8, 1, 10, patch_size=4, hidden_size=16, num_hidden_layers=1,
-                       num_attention_heads=2, intermediate_size=32)
+    return create_model("digits", image_size=8, num_channels=1, num_classes=10, patch_size=4, hidden_size=16,
+                        num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
 
 
 def config(**kw):
@@ -72,6 +74,7 @@ def test_parameter_groups_no_decay_on_norms_biases_embeddings():
             "blocks.0.attn.qkv.bias", "patch_embed.proj.bias"} <= no_decay_names
     assert decay_names == {"patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.0.attn.proj.weight",
                            "blocks.0.mlp.fc1.weight", "blocks.0.mlp.fc2.weight", "head.weight"}
+    assert model.no_weight_decay() == {"pos_embed", "cls_token"}  # the names come from timm's hook
     # Behaviour: with zero gradients AdamW only decays, so only the decay group moves.
     optimizer = torch.optim.AdamW(parameter_groups(model, 0.5), lr=0.1)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -83,6 +86,29 @@ def test_parameter_groups_no_decay_on_norms_biases_embeddings():
             assert torch.equal(p, before[n]), n
         else:
             assert torch.allclose(p, before[n] * (1 - 0.1 * 0.5)), n
+
+
+def test_parameter_groups_follow_the_models_no_weight_decay_hook():
+    from vit_lesson.distill import DistilledViT
+
+    student = DistilledViT(tiny_model().config)
+    names = {id(p): n for n, p in student.named_parameters()}
+    _decay, no_decay = parameter_groups(student, 0.05)
+    assert {"pos_embed", "cls_token", "dist_token"} <= {names[id(p)] for p in no_decay["params"]}
+
+    class Scaled(nn.Module):  # any model can say which of its matrices to leave alone
+        def __init__(self):
+            super().__init__()
+            self.weight, self.scale = nn.Parameter(torch.ones(2, 2)), nn.Parameter(torch.ones(2, 2))
+
+        def no_weight_decay(self):
+            return {"scale"}
+
+    model = Scaled()
+    decay, no_decay = parameter_groups(model, 0.05)
+    assert decay["params"] == [model.weight] and no_decay["params"] == [model.scale]
+    decay, no_decay = parameter_groups(nn.Sequential(nn.Linear(2, 2)), 0.05)  # no hook: 1-D parameters only
+    assert [p.ndim for p in decay["params"]] == [2] and [p.ndim for p in no_decay["params"]] == [1]
 
 
 def test_warmup_cosine_schedule_values():
@@ -168,7 +194,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         file.write(b"half a checkpoint")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(train_module.torch, "save", broken_save)
+    monkeypatch.setattr(checkpoint_module.torch, "save", broken_save)
     with pytest.raises(OSError, match="No space"):
         save_checkpoint(path, tiny_model(seed=1), epoch=2)
     monkeypatch.undo()
@@ -189,32 +215,38 @@ def test_checkpoint_loads_with_weights_only_and_rebuilds_the_model(digits8, tmp_
 
 
 def test_load_model_rebuilds_distilled_and_hybrid_models(tmp_path):
-    from vit_lesson.distill import DistilledViT, small_resnet
-    from vit_lesson.hybrid import HybridViT, hybrid_vit, resnet_stem
+    from vit_lesson.cnn import small_resnet
+    from vit_lesson.distill import DistilledViT
+    from vit_lesson.hybrid import HybridConfig, HybridViT, resnet_stem
     from vit_lesson.model import ViTConfig
 
     small = ViTConfig(image_size=16, patch_size=1, num_channels=1, hidden_size=16, num_hidden_layers=1,
                       num_attention_heads=2, intermediate_size=32, num_classes=10)
     images = torch.randn(2, 1, 16, 16)
-    for model in (DistilledViT(replace(small, patch_size=4)), hybrid_vit(small, stages=2, width=8)):
+    hybrid = HybridViT(HybridConfig(**vars(small), resnet_stages=2, resnet_width=8))  # its ResNet is in its config
+    for model in (DistilledViT(replace(small, patch_size=4)), hybrid):
         save_checkpoint(tmp_path / "m.pt", model)
         rebuilt, checkpoint = load_model(tmp_path / "m.pt")
-        assert type(rebuilt) is type(model), checkpoint["model_class"]
+        assert type(rebuilt) is type(model) and rebuilt.config == model.config, checkpoint["model_class"]
         assert torch.allclose(rebuilt(images), model.eval()(images), atol=1e-6)
 
-    hand_made = HybridViT(resnet_stem(small_resnet(10, in_chans=1, width=8), stages=2), small)
+    hand_made = HybridViT(small, backbone=resnet_stem(small_resnet(10, in_chans=1, width=8), stages=2))
     save_checkpoint(tmp_path / "hand.pt", hand_made)
-    with pytest.raises(ValueError, match="hand-made backbone.*load_checkpoint"):
+    with pytest.raises(ValueError, match="hand.pt.*hand-made backbone.*load_checkpoint"):
         load_model(tmp_path / "hand.pt")
     save_checkpoint(tmp_path / "other.pt", torch.nn.Linear(2, 2))
-    with pytest.raises(ValueError, match="torch.nn.modules.linear.Linear.*cannot rebuild"):
+    with pytest.raises(ValueError, match="torch.nn.modules.linear.Linear cannot be rebuilt"):
         load_model(tmp_path / "other.pt")
+    save_checkpoint(tmp_path / "old.pt", hybrid, model_args=dict(resnet="resnet18", stages=2))  # as hybrid_vit's were
+    with pytest.raises(ValueError, match="older version .*'model_args'") as info:
+        load_model(tmp_path / "old.pt")
+    assert len(str(info.value).splitlines()) == 1
 
 
 def test_checkpoint_from_another_config_is_a_clear_error(tmp_path):
     save_checkpoint(tmp_path / "m.pt", tiny_model())
-    other = build_model("digits", 8, 1, 10, patch_size=4, hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=32)
+    other = create_model("digits", image_size=8, num_channels=1, num_classes=10, patch_size=4, hidden_size=32,
+                         num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     with pytest.raises(ValueError, match="does not fit this model.*cls_token|does not fit this model"):
         load_checkpoint(tmp_path / "m.pt", other)
     with pytest.raises(ValueError, match="No checkpoint"):

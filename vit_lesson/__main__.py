@@ -13,7 +13,7 @@ import sys
 from vit_lesson._optional import EXTRAS, missing_extra_message
 from vit_lesson.i18n import _
 
-COMMAND_MODULES = ("vit_lesson.train", "vit_lesson.classroom", "vit_lesson.grading", "vit_lesson.translation")
+COMMAND_MODULES = ("vit_lesson.cli", "vit_lesson.classroom", "vit_lesson.grading", "vit_lesson.translation")
 
 
 def _argparse_gettext(message: str) -> str:

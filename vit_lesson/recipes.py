@@ -1,0 +1,49 @@
+"""One training recipe per data set: the model, the image size, the augmentation and the
+:class:`~vit_lesson.train.TrainConfig` settings.
+
+``python -m vit_lesson train --data NAME`` runs ``RECIPES[NAME]`` for every option left out, and the
+benchmarks measure the same entries (``benchmarks/accuracy.py`` reads ``RECIPES["digits"]``), so the
+numbers they report are what the command gives. ``digits`` is the benchmark's recipe (80 epochs,
+batch 32, lr 2e-3, weight decay 0.05, 3 warmup epochs, a 1-pixel jitter: see the benchmark's
+docstring for the runs behind it); ``shapes`` is the shipped shapes model's; ``folder`` and
+``cifar10`` use the blog post's settings on a CPU-sized ViT at 32x32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .data import RandomShiftRotate
+
+__all__ = ["Recipe", "RECIPES"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train on one data set.
+
+    ``model`` is a :func:`vit_lesson.create_model` name (its image size, channels and classes are
+    set from the data); ``augment`` is what :func:`vit_lesson.data.load_datasets` takes (``True``:
+    the data set's own jitter, or a transform of one ``[C, S, S]`` image); ``train`` holds
+    :class:`~vit_lesson.train.TrainConfig` fields (the others keep TrainConfig's defaults).
+    """
+
+    model: str
+    image_size: int
+    augment: object = True
+    train: dict = field(default_factory=dict)
+
+
+RECIPES: dict[str, Recipe] = {
+    # 1,437 training digits (8x8 scans upscaled to 16x16): a 1-pixel shift (1/16 of the image), no flips.
+    "digits": Recipe("digits", 16, RandomShiftRotate(shift=1 / 16),
+                     dict(epochs=80, batch_size=32, lr=2e-3, weight_decay=0.05, warmup_epochs=3, label_smoothing=0.1)),
+    # The shipped shapes model's settings (vit_lesson/assets/shapes_vit.pt; horizontal flips).
+    "shapes": Recipe("shapes", 32, True,
+                     dict(epochs=20, batch_size=64, lr=2e-3, weight_decay=0.05, warmup_epochs=2, label_smoothing=0.1)),
+    # Your own photos and CIFAR-10: the blog post's settings (random crop and flip).
+    "folder": Recipe("micro", 32, True, dict(epochs=10, batch_size=64, lr=3e-4, weight_decay=0.01, warmup_epochs=1,
+                                             label_smoothing=0.1)),
+    "cifar10": Recipe("micro", 32, True, dict(epochs=10, batch_size=64, lr=3e-4, weight_decay=0.01, warmup_epochs=1,
+                                              label_smoothing=0.1)),
+}
