@@ -1,4 +1,4 @@
-"""vit_lesson.data: splits, determinism, shapes masks/boxes, folder errors, a CIFAR-format folder."""
+"""vit_lesson.data (digits, shapes, images): splits, determinism, shapes masks/boxes, folder errors, a CIFAR-format folder."""
 
 import pickle
 from collections import Counter
