@@ -50,7 +50,8 @@ def small_resnet(num_classes: int = 10, in_chans: int = 3, width: int = 64, dept
     model.maxpool = nn.Identity()
     in_channels = width
     for i, blocks in enumerate(LAYERS[depth]):  # the stages again, at the chosen width
-        setattr(model, f"layer{i + 1}", resnet_stage(block, in_channels, width * 2 ** i, blocks, stride=1 if i == 0 else 2))
+        stage = resnet_stage(block, in_channels, width * 2 ** i, blocks, stride=1 if i == 0 else 2)
+        setattr(model, f"layer{i + 1}", stage)
         in_channels = width * 2 ** i * block.expansion
     model.fc = nn.Linear(8 * width * block.expansion, num_classes)
     for module in model.modules():  # torchvision's init, applied again to the rebuilt layers

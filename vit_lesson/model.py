@@ -25,7 +25,6 @@ from .embeddings import input_sequence, trunc_normal_
 from .i18n import _
 from .patches import PatchEmbedding, validate_image_size
 
-
 # (field, smallest allowed value, how to fix it) for ViTConfig's integer fields; the fix is a
 # function so that it is translated when the error is raised, in the language in use then.
 _INTEGER_FIELDS = (

@@ -82,7 +82,8 @@ class PatchEmbedding(nn.Module):
         super().__init__()
         height, width = _as_pair(img_size)
         if patch_size <= 0:
-            raise ValueError(_("patch_size must be a positive integer, got {patch_size}.").format(patch_size=patch_size))
+            raise ValueError(_("patch_size must be a positive integer, got {patch_size}.").format(
+                patch_size=patch_size))
         validate_image_size(height, width, patch_size)
         self.img_size = (height, width)
         self.patch_size = patch_size

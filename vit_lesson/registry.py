@@ -122,8 +122,8 @@ def model_from_config(class_path: str, config: dict) -> nn.Module:
     cls = _CLASSES.get(class_path)
     if cls is None or not isinstance(config, dict):
         raise ValueError(_("A checkpoint of a {model_class} cannot be rebuilt from the file alone (the course "
-                           "rebuilds {choices}); build the model yourself and call load_checkpoint(path, model).").format(
-                             model_class=class_path, choices=", ".join(_CLASSES)))
+                           "rebuilds {choices}); build the model yourself and call "
+                           "load_checkpoint(path, model).").format(model_class=class_path, choices=", ".join(_CLASSES)))
     known = {f.name for f in fields(cls.config_class)}
     config = cls.config_class(**{k: v for k, v in config.items() if k in known})
     if cls is HybridViT:
