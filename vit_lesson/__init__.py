@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ViT": "model", "ViTConfig": "model", "count_parameters": "model",
-    "create_model": "registry", "get_config": "registry", "list_models": "registry",
+    "create_model": "factory", "get_config": "registry", "list_models": "registry",
     "DistilledViT": "distill", "HybridViT": "hybrid", "HybridConfig": "hybrid",
     "TrainConfig": "train", "train": "train", "evaluate": "train", "predict": "train",
     "load_model": "checkpoint", "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",

@@ -1,6 +1,6 @@
 """Trained weights, from wherever they come: timm, Hugging Face, the package, or a checkpoint.
 
-:func:`vit_lesson.registry.create_model` calls :func:`load_pretrained` when asked for
+:func:`vit_lesson.factory.create_model` calls :func:`load_pretrained` when asked for
 ``pretrained=...``; :func:`load_shapes_model` is the shipped shapes ViT with its training record.
 timm and Hugging Face weights are downloaded once (network, e.g. on Colab) and cached by them.
 """
@@ -12,6 +12,7 @@ from importlib.resources import as_file, files
 
 from torch import nn
 
+from .checkpoint import load_checkpoint, load_model
 from .i18n import _
 
 __all__ = ["SHAPES_ASSET", "load_pretrained", "load_shapes_model"]
@@ -27,8 +28,6 @@ def load_shapes_model():
     ``checkpoint["train_config"]`` say how it was trained, ``checkpoint["recipe"]`` the data used.
     Loaded with ``torch.load(weights_only=True)``; ``model(x, output_attentions=True)`` gives its maps.
     """
-    from .checkpoint import load_model
-
     with as_file(files("vit_lesson") / "assets" / SHAPES_ASSET) as path:
         if not path.is_file():
             raise FileNotFoundError(_("The shapes model {asset!r} is not in this installation ({path}); "
@@ -46,8 +45,6 @@ def load_pretrained(entry, config, source, overrides: dict) -> nn.Module:
     """``entry.cls(config)`` with the weights of ``source`` (see ``create_model``). Only the head may
     change (``num_classes``: a new head, as timm's ``reset_classifier``); other overrides are refused."""
     if isinstance(source, os.PathLike) or (isinstance(source, str) and source.endswith((".pt", ".pth"))):
-        from .checkpoint import load_checkpoint
-
         model = entry.cls(config)
         load_checkpoint(source, model)
         return model.eval()

@@ -1,4 +1,4 @@
-"""One way to get a model: ``create_model(name, pretrained=None, **overrides)``, as in timm.
+"""The models of the course, in one table: what :func:`vit_lesson.factory.create_model` builds.
 
 Every model of the course is a registry entry: a class (:class:`~vit_lesson.model.ViT`,
 :class:`~vit_lesson.distill.DistilledViT`, :class:`~vit_lesson.hybrid.HybridViT`), the config it
@@ -12,7 +12,8 @@ is built from, and where trained weights for it can come from. ``overrides`` are
     create_model("digits", pretrained="runs/digits/best.pt")  # a checkpoint of our trainer
 
 A checkpoint stores its model's class and config, and :func:`model_from_config` rebuilds it from
-them (``vit_lesson.checkpoint.load_model`` uses it).
+them (``vit_lesson.checkpoint.load_model`` uses it). As in timm, the table (here), the weights
+(:mod:`vit_lesson.pretrained`) and the factory (:mod:`vit_lesson.factory`) are three modules.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .hybrid import HybridConfig, HybridViT
 from .i18n import _
 from .model import ViT, ViTConfig
 
-__all__ = ["ModelEntry", "MODELS", "create_model", "get_config", "list_models", "model_from_config"]
+__all__ = ["ModelEntry", "MODELS", "ALIASES", "entry", "get_config", "list_models", "model_from_config"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ def list_models() -> list[str]:
     return list(MODELS)
 
 
-def _entry(name: str) -> ModelEntry:
+def entry(name: str) -> ModelEntry:
+    """The registry entry of ``name`` (or of timm's name for it), or a one-line error listing the names."""
     key = ALIASES.get(str(name).lower(), str(name).lower())
     if key not in MODELS:
         raise ValueError(_("Unknown model {name!r}: choose one of {choices}.").format(
@@ -95,23 +97,7 @@ def _entry(name: str) -> ModelEntry:
 
 def get_config(name: str, **overrides) -> ViTConfig:
     """The config of a registered model (``tiny``, ``base``, ``micro``, ``digits``, ...), with overrides."""
-    return replace(_entry(name).config, **overrides)
-
-
-def create_model(name: str, pretrained=None, **overrides) -> nn.Module:
-    """A registered model, built from its config with ``overrides`` (config fields).
-
-    ``pretrained``: ``None`` (random init, timm's), ``"timm"`` or ``"timm:<tag>"``, ``"hf"`` or
-    ``"hf:<repo>"`` (downloads; needs network), ``"shipped"`` (the weights shipped in the package),
-    or the path of a checkpoint written by our trainer. See :mod:`vit_lesson.pretrained`.
-    """
-    entry = _entry(name)
-    config = replace(entry.config, **overrides)
-    if pretrained is None:
-        return entry.cls(config)
-    from .pretrained import load_pretrained
-
-    return load_pretrained(entry, config, pretrained, overrides)
+    return replace(entry(name).config, **overrides)
 
 
 _CLASSES = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in (ViT, DistilledViT, HybridViT)}
