@@ -21,7 +21,8 @@ from ._train_faults import RUN_FIELDS, _prepare_out_dir
 from .checkpoint import CheckpointError, CheckpointWriteError, load_checkpoint, load_model
 from .i18n import _
 from .recipes import RECIPES
-from .registry import create_model, list_models
+from .factory import create_model
+from .registry import list_models
 from .train import NonFiniteLossError, TrainConfig, _pad, evaluate, predict, train
 
 __all__ = ["add_cli"]
