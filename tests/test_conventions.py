@@ -188,10 +188,13 @@ def test_api_contract_names_exist():
     ``vit_lesson.x.y`` it mentions) exists, so the page cannot silently go stale."""
     import importlib
 
-    def resolve(dotted):
+    def resolve(dotted):  # vit_lesson.module.name, or a name vit_lesson itself exports (vit_lesson.create_model)
         parts = dotted.split(".")
-        obj = importlib.import_module(".".join(parts[:2]))
-        for part in parts[2:]:
+        try:
+            obj, rest = importlib.import_module(".".join(parts[:2])), parts[2:]
+        except ModuleNotFoundError:
+            obj, rest = importlib.import_module(parts[0]), parts[1:]
+        for part in rest:
             obj = getattr(obj, part)
         return obj
 
