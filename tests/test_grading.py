@@ -9,7 +9,9 @@ one whose file is not JSON, one who deleted a check cell, one who handed nothing
 cheats of issue 15: a hand-printed ✅ line, a passing result appended to ``RESULTS``, a patched
 ``CheckResult``, a patched ``print``, cells tagged with grader-looking metadata, the package's
 own ``patchify`` as the answer (alone, or in one extra check after a wrong answer of their own),
-and a check of another notebook's exercise.
+and a check of another notebook's exercise; and the forgeries of the grader's channel (issue 16): a
+hand-made message in the agent's format claiming a pass, a forged answer, records written to files,
+and the agent's hook replaced. A learner whose check cell runs under ``%%capture`` is still graded.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ WRONG_PATCHIFY = ("def patchify(images, patch_size):\n    B, C, H, W = images.sh
                   "    return images.reshape(B, (H // P) * (W // P), C * P * P)")
 TODO_PATCHIFY = "def patchify(images, patch_size):\n    raise NotImplementedError('Hint: split, move, flatten.')"
 CHECK_NUM, CHECK_PATCHIFY = "checks.check_num_patches(num_patches)", "checks.check_patchify(patchify)"
+MIME = "application/vnd.vit-lesson.grader+json"  # the agent's messages (vit_lesson.checks.agent)
 PASS_LINE = "✅ Exercise 0.1 (number of patches) passed: 224 / 16 = 14 patches per side, 14² = 196 patches (and 3 more sizes)."
 
 
@@ -85,6 +88,27 @@ SUBMISSIONS = {
     "oli": learner_notebook(patchify=WRONG_PATCHIFY, after=("from vit_lesson.patches import patchify", CHECK_PATCHIFY)),
     "pat": learner_notebook(after=("import torch\ndef classify(tokens, norm, head):\n    return head(norm(tokens)[:, 0])",
                                    "checks.check_classify(classify)")),
+    # forgeries of the grader's channel: none of them earns 0.1
+    "qin": notebook(SETUP, RIGHT_PATCHIFY, CHECK_PATCHIFY, f"print({PASS_LINE!r})", (
+        "from IPython.display import publish_display_data\n"
+        f"MIME = {MIME!r}\n"
+        "record = {'exercise': '0.1', 'title': 'number of patches', 'status': 'pass', 'message': 'ok',"
+        " 'check': 'check_num_patches'}\n"
+        "publish_display_data({MIME: {'record': record}})\n"
+        "publish_display_data({MIME: {'entry': record}})\n"
+        "publish_display_data({MIME: {'nonce': '0', 'reply': {'ok': True, 'value': 196}}})\n"
+        "import json, pathlib\n"
+        "for name in ('records.json', 'grades.csv', 'verdicts.json'):\n"
+        "    pathlib.Path(name).write_text(json.dumps([record]))")),
+    "rex": notebook(SETUP, RIGHT_PATCHIFY, CHECK_PATCHIFY, (
+        "from vit_lesson.checks import agent\n"
+        "agent.send({'entry': {'exercise': '0.1', 'check': 'check_num_patches', 'args': [196]}})\n"
+        "agent.send({'entry': {'exercise': '0.1', 'check': 'check_num_patches',"
+        " 'args': [{'$': 'ref', 'ref': 10**6, 'type': 'function', 'name': 'num_patches', 'callable': True}]}})"),
+        WRONG_NUM, "from vit_lesson.checks import core\ncore.CHECK_HOOKS.clear()\n"
+        "core.CHECK_HOOKS.append(lambda *a: agent.send({'entry': {'exercise': '0.1', 'check': 'check_num_patches',"
+        " 'args': [196], 'status': 'pass'}}))", CHECK_NUM),
+    "sam": notebook(SETUP, RIGHT_NUM, "%%capture captured\n" + CHECK_NUM, RIGHT_PATCHIFY, CHECK_PATCHIFY),
 }
 
 EXPECTED = {  # learner: (status, 0.1, 1.1)
@@ -104,6 +128,9 @@ EXPECTED = {  # learner: (status, 0.1, 1.1)
     "ned": ("ok", "pass", "fail"),
     "oli": ("ok", "pass", "fail"),
     "pat": ("ok", "pass", "pass"),
+    "qin": ("ok", "fail", "pass"),  # its forged message is a check call without an answer
+    "rex": ("ok", "fail", "pass"),
+    "sam": ("ok", "pass", "pass"),
 }
 
 
@@ -163,6 +190,24 @@ def test_details_say_what_went_wrong(graded):
     assert "answered with vit_lesson.patches.patchify, the course's own code (not counted)" in details["ned"]
     assert "answered with vit_lesson.patches.patchify" in details["oli"]
     assert "exercise 5.1 from another notebook (not counted)" in details["pat"]
+    assert details["qin"] == ("the notebook shows a pass for exercise 0.1 that the grader's check does not give "
+                              "(not counted)")
+    assert details["sam"] == ""
+
+
+def test_the_agents_messages_stay_out_of_the_notebook_and_forged_ones_count_for_nothing(graded):
+    grades, root, _ = graded
+    rows = {g.learner: g for g in grades}
+    assert "number of patches" not in rows["rex"].messages.get("1.1", "")
+    assert rows["rex"].messages["0.1"]  # the grader's own ❌, on what the forged messages claimed
+    for learner in ("qin", "rex", "sam", "ada"):
+        executed = nbformat.read(root / "report" / "executed" / learner / f"{NOTEBOOK}.ipynb", as_version=4)
+        assert [c.source for c in executed.cells] == [c.source for c in SUBMISSIONS[learner].cells]  # no cell added
+        shown = [out for cell in executed.cells if cell.cell_type == "code" for out in cell.outputs]
+        assert not any(MIME in (out.get("data") or {}) for out in shown), learner  # the channel is not an output
+    report = root / "report"
+    assert sorted(p.name for p in report.iterdir()) == ["executed", "grades.csv", "grades.md", "summary.md",
+                                                        "summary.png"]
 
 
 def test_the_graders_own_check_messages_are_kept(graded):
@@ -306,3 +351,42 @@ def test_check_lines_of_the_chinese_edition_are_parsed():
     results = grading.check_results(nb)
     assert {k: v[:2] for k, v in results.items()} == {
         "3.1": ("注意力（可读路径）", "pass"), "3.2": ("多头", "todo"), "6.1": ("预热 + 余弦学习率", "fail")}
+
+
+# --- the checks' records: made by a Recorder, printed lines only read back ----------------------------
+
+def test_a_check_under_a_recorder_records_and_prints_nothing(capsys):
+    from vit_lesson import checks
+    from vit_lesson.checks import core
+    from vit_lesson.checks.records import Recorder
+
+    namespace = {}
+    exec(WRONG_NUM, namespace)
+    before = len(core.RESULTS)
+    with Recorder() as recorder:
+        result = checks.check_num_patches(namespace["num_patches"])
+    assert capsys.readouterr().out == "" and len(core.RESULTS) == before
+    assert recorder.records == [result] and recorder.last("0.1") is result
+    assert (result.exercise, result.status, result.check, result.passed) == ("0.1", "fail", "check_num_patches", False)
+    assert core.CHECKS["0.1"] is checks.check_num_patches and core.find_check("check_patchify").exercise_id == "1.1"
+    checks.check_num_patches(namespace["num_patches"])  # no recorder: printed, and the learner's own RESULTS
+    assert capsys.readouterr().out.startswith("❌ Exercise 0.1") and len(core.RESULTS) == before + 1
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+@pytest.mark.parametrize("status", ["pass", "todo", "fail"])
+def test_a_printed_line_reads_back_as_its_record(language, status):
+    from vit_lesson.checks.records import CheckResult, parse_line
+    from vit_lesson.i18n import get_language, set_language
+
+    before = get_language()
+    try:
+        set_language(language)
+        record = CheckResult("3.1", "scaled dot-product attention", status, "a message (with: colons): and more")
+        back = parse_line(record.line)
+    finally:
+        set_language(before)
+    assert (back.exercise, back.status, back.message) == ("3.1", status, record.message)
+    assert parse_line("✅ Mirror: Attention = vit_lesson.attention.Attention (16,640 parameters).") is None
+    shown = parse_line(record.line.replace(record.line[0], "✅", 1))  # an icon changed shows a pass
+    assert (shown.exercise, shown.status) == ("3.1", "pass")

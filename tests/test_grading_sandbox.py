@@ -1,4 +1,4 @@
-"""The grader's sandbox (vit_lesson.sandbox): a hostile notebook harms neither the others nor the
+"""The grader's sandbox (vit_lesson.grading.sandbox): a hostile notebook harms neither the others nor the
 teacher, and the limits hold.
 
 - With bubblewrap (CI installs it, .ci/install_sandbox.sh; set VIT_LESSON_REQUIRE_BWRAP=1 to fail
@@ -25,7 +25,7 @@ import pytest
 
 import vit_lesson
 from vit_lesson import grading
-from vit_lesson.sandbox import Limits, best_kind
+from vit_lesson.grading.sandbox import Limits, best_kind
 
 from test_grading import CHECK_NUM, RIGHT_NUM, SETUP, notebook
 
@@ -182,6 +182,6 @@ def test_a_python_or_checkout_inside_tmp_stays_visible_in_the_sandbox():
     """The sandbox's /tmp is private; a venv or clone that lives in /tmp (CI clones there) is bound back, read-only."""
     from pathlib import Path
 
-    from vit_lesson.sandbox import _under_tmp
+    from vit_lesson.grading.sandbox import _under_tmp
     assert _under_tmp([Path("/tmp/ci/.venv"), Path("/tmp/ci"), Path("/usr"), Path("/tmp/ci/vit_lesson")]) == [Path("/tmp/ci")]
     assert _under_tmp([Path("/usr"), Path("/opt/python")]) == []

@@ -46,9 +46,9 @@ _CHECK_CALL = re.compile(r"\bchecks\.(check_\w+)\(")
 
 
 def _is_exercise_check(name: str) -> bool:
-    from . import checks
+    from .checks.core import find_check
 
-    return getattr(getattr(checks, name, None), "exercise_id", None) is not None
+    return find_check(name) is not None
 
 
 def _grades_an_answer(source: str) -> bool:

@@ -1,10 +1,15 @@
 """Exercise checks: each one runs the learner's code on known inputs and explains what is wrong.
 
-A check never raises. It prints one line and returns a :class:`CheckResult`:
+A check never raises. It returns a :class:`CheckResult`, the record of its verdict
+(:mod:`vit_lesson.checks.records`), and prints it as one line:
 
 - ``✅ Exercise 1.1 (patchify) passed: ...``
 - ``⏳ Exercise 1.1 (patchify) is not done yet: ...`` (the learner's code raised ``NotImplementedError``)
 - ``❌ Exercise 1.1 (patchify): expected shape [2, 4, 48], got [2, 48, 4] ...``
+
+Inside ``with Recorder() as recorder:`` it prints nothing and the record goes to the recorder:
+that is how the grader runs the checks in its own process and collects the verdicts it counts.
+:data:`CHECKS` is the registry of every exercise check, by exercise id.
 
 Checks test behaviour, not spelling: any correct implementation passes, and the common mistakes
 are recognised by comparing against known-wrong variants ("looks like the patches were
@@ -16,27 +21,28 @@ course itself (notebook code and package code must not drift apart), not a learn
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import functools
 import os
 import traceback
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..i18n import _
+from .records import FAIL, PASS, TODO, CheckResult, Recorder, active_recorder
 
-__all__ = ["CheckResult", "CheckFailed", "call", "exercise", "hint", "expect_tensor", "expect_close",
-           "same_weights", "check_mirror", "PASS", "FAIL", "TODO", "RESULTS", "HINTS", "CHECK_HOOKS", "QUIET"]
+__all__ = ["CheckResult", "CheckFailed", "Recorder", "call", "exercise", "hint", "expect_tensor", "expect_close",
+           "same_weights", "check_mirror", "find_check", "PASS", "FAIL", "TODO", "RESULTS", "HINTS", "CHECKS",
+           "CHECK_HOOKS"]
 
-PASS, FAIL, TODO = "pass", "fail", "todo"
-_ICONS = {PASS: "✅", FAIL: "❌", TODO: "⏳"}
-
-#: Every result the checks produced in this Python process, in order. The grader reads this list
-#: (not the printed lines, which any ``print`` could imitate) through a cell it adds after each cell.
+#: Every result the checks printed in this Python process, in order: the learner's own record.
+#: Nothing grades it (any code in the notebook can append to it); the grader collects its own
+#: records with a :class:`Recorder`.
 RESULTS: list = []
+
+#: ``{exercise id: check}``: every exercise check, registered by :func:`exercise`.
+CHECKS: dict = {}
 
 #: ``{exercise id: (hint 1, hint 2, ...)}``, registered by :func:`exercise`. Hint 1 points at the
 #: idea (it is the ``# Hint:`` comment of the exercise cell); each later one is more concrete, and
@@ -44,42 +50,17 @@ RESULTS: list = []
 HINTS: dict = {}
 _HINTS_SHOWN: dict = {}
 
-#: Called after every exercise check as ``hook(exercise_id, check_name, args, kwargs, result)``.
+#: Called after every printed exercise check as ``hook(exercise_id, check_name, args, kwargs, result)``.
 #: In a notebook the teacher grades, :mod:`vit_lesson.checks.remote` registers the hook that
 #: hands the answers to the grader, which runs the check again in its own process.
 CHECK_HOOKS: list = []
 
-#: True while the grader runs a check in its own process: the result is returned, not printed,
-#: and not added to :data:`RESULTS`.
-QUIET = contextvars.ContextVar("vit_lesson_checks_quiet", default=False)
 
+def find_check(name: str):
+    """The exercise check called ``name`` (``"check_patchify"``), or None."""
+    from .. import checks  # noqa: F401 - every check module registers its checks on import
 
-@dataclass
-class CheckResult:
-    """The outcome of one exercise check. Truthy when it passed."""
-
-    exercise: str
-    title: str
-    status: str
-    message: str
-
-    def __bool__(self) -> bool:
-        return self.status == PASS
-
-    @property
-    def line(self) -> str:
-        """The one line a learner reads, in the language in use (:mod:`vit_lesson.i18n`)."""
-        template = {PASS: _("Exercise {exercise} ({title}) passed: {message}"),
-                    TODO: _("Exercise {exercise} ({title}) is not done yet: {message}"),
-                    FAIL: _("Exercise {exercise} ({title}): {message}")}[self.status]
-        return f"{_ICONS[self.status]} " + template.format(exercise=self.exercise, title=_(self.title),
-                                                           message=self.message)
-
-    def __str__(self) -> str:
-        return self.line
-
-    def _ipython_display_(self):  # the line is printed already; show nothing twice
-        pass
+    return next((check for check in CHECKS.values() if check.__name__ == name), None)
 
 
 class CheckFailed(Exception):
@@ -132,8 +113,10 @@ def exercise(exercise_id: str, title: str, hints=()):
             except Exception as error:  # noqa: BLE001 - a check must never crash the notebook
                 status, message = FAIL, _("could not check your answer ({kind}: {error}).").format(
                     kind=type(error).__name__, error=error)
-            result = CheckResult(exercise_id, title, status, message)
-            if QUIET.get():
+            result = CheckResult(exercise_id, title, status, message, check=body.__name__)
+            recorder = active_recorder()
+            if recorder is not None:  # the grader's own run: a record for it, nothing printed, no hooks
+                recorder.add(result)
                 return result
             RESULTS.append(result)
             print(result.line)
@@ -148,6 +131,7 @@ def exercise(exercise_id: str, title: str, hints=()):
 
         check.exercise_id = exercise_id
         check.title = title
+        CHECKS[exercise_id] = check
         return check
 
     return decorate

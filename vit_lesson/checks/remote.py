@@ -1,256 +1,32 @@
-"""Checks run by the grader, on answers that live in a learner's sandboxed kernel.
+"""The grader's half of its bridge to a learner's sandboxed kernel: answers decoded, calls sent back.
 
-When the teacher grades (``python -m vit_lesson grade``), the learner's notebook runs in a
-sandboxed kernel and its check cells still print their ✅ / ⏳ / ❌ lines there, but those count
-for nothing. What counts is the same check run again **in the grader's own process**: the
-grader's copy of ``vit_lesson.checks`` builds the inputs and computes the expected answers, and
-every call of the learner's function goes over a pipe to the kernel (an execute request that the
-notebook never sees), which runs it and sends back the result as plain data: numbers, strings,
-tensors as raw bytes with a dtype and a shape, containers of those, and for a module a
-description (class name, attributes, parameters, children) from which the grader builds a local
-stand-in. Nothing from the sandbox is unpickled; an answer that is a function, class or module of
-``vit_lesson`` itself is flagged.
+The grader runs each check in its own process (:mod:`vit_lesson.grading.verdicts`). What the
+check was given lives in the kernel; :class:`Bridge` turns the agent's plain-data description of
+it (:mod:`vit_lesson.checks.agent`) into local values: tensors and containers as they are, a
+learner's function as a :class:`RemoteFunction` and a learner's module as a :class:`RemoteModule`
+(its parameters, buffers and children here, torch's own layers as real local copies), whose calls
+go back to the kernel. Nothing from the sandbox is unpickled (pickles go only *to* it); an answer
+that is a function, class or module of ``vit_lesson`` itself is named by :func:`package_answer`.
 
-Two halves:
-
-- kernel side, :class:`Agent` (``AGENT``): registered on :data:`vit_lesson.checks.core.CHECK_HOOKS`
-  by :func:`start`, it remembers the answers given to every check call and runs calls on them;
-- grader side, :class:`Bridge`: turns the agent's replies into local values, :class:`RemoteFunction`
-  and :class:`RemoteModule` proxies whose calls go back to the agent.
-
-The transport (how a request reaches the kernel) is the grader's: :mod:`vit_lesson.grading`
-sends ``AGENT.respond(nonce, request)`` as a silent execute request and reads the reply from the
-display message with :data:`MIME`.
+The transport, ``request(dict) -> dict``, is the grader's (:mod:`vit_lesson.grading.session`):
+``AGENT.respond(nonce, request)`` as a silent execute request, the reply read from the display
+message with :data:`MIME` and the nonce.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import math
-import numbers
-import traceback
 
 import torch
 from torch import nn
 
 from ..i18n import _
+from .agent import MAX_DEPTH, MIME, TENSOR_DTYPES, _restore, is_package_answer
 
-__all__ = ["AGENT", "Agent", "Bridge", "BridgeError", "RemoteFunction", "RemoteModule", "start", "MIME",
-           "is_package_answer"]
+__all__ = ["Bridge", "BridgeError", "RemoteFunction", "RemoteModule", "package_answer", "MIME"]
 
-MIME = "application/vnd.vit-lesson.grader+json"
-MAX_DEPTH = 12
-MAX_ITEMS = 10_000
-TENSOR_DTYPES = {str(d).removeprefix("torch."): d for d in (
-    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128, torch.uint8,
-    torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)}
-
-
-def is_package_answer(module_name) -> bool:
-    return isinstance(module_name, str) and (module_name == "vit_lesson" or module_name.startswith("vit_lesson."))
-
-
-# --- kernel side ----------------------------------------------------------------------------------------
-
-class _Ref:
-    """A grader-side proxy, pickled to the kernel: stands for the kernel object it proxies."""
-
-    def __init__(self, ref: int):
-        self.ref = ref
-
-
-def _restore(ref: int):
-    return AGENT.objects[ref]
-
-
-def _plain(value, depth=0) -> bool:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    if isinstance(value, (tuple, list)) and depth < 3 and len(value) < 64:
-        return all(_plain(v, depth + 1) for v in value)
-    return False
-
-
-def _where(error: BaseException) -> str:
-    frames = [f for f in traceback.extract_tb(error.__traceback__)
-              if "vit_lesson" not in f.filename and "site-packages" not in f.filename]
-    return f" (in `{frames[-1].line}`, line {frames[-1].lineno} of your cell)" if frames and frames[-1].line else ""
-
-
-class Agent:
-    """The kernel's half: the answers given to checks, and calls on them for the grader."""
-
-    def __init__(self):
-        self.objects: dict[int, object] = {}
-        self._ids: dict[int, int] = {}
-        self.pending: list = []
-        self.param_owner: dict[int, tuple] = {}
-
-    # encoding a kernel value as plain JSON data
-    def remember(self, obj) -> int:
-        key = id(obj)
-        if key not in self._ids:
-            ref = len(self.objects) + 1
-            self.objects[ref], self._ids[key] = obj, ref
-        return self._ids[key]
-
-    def encode(self, obj, depth: int = 0):
-        if depth > MAX_DEPTH:
-            raise ValueError(_("the answer is nested too deeply"))
-        if obj is None or isinstance(obj, (bool, str)):
-            return obj
-        if isinstance(obj, int):
-            return obj if abs(obj) < 2 ** 53 else {"$": "bigint", "v": str(obj)}
-        if isinstance(obj, float):
-            return {"$": "float", "v": repr(obj)}
-        if type(obj).__module__ == "numpy":
-            import numpy as np
-
-            if isinstance(obj, np.generic):
-                return {"$": "numpy", "type": type(obj).__name__, "v": self.encode(obj.item(), depth + 1)}
-            if isinstance(obj, np.ndarray) and obj.dtype.kind in "biufc":
-                return {**self.encode(torch.from_numpy(np.ascontiguousarray(obj)), depth + 1), "numpy": True}
-        if isinstance(obj, torch.Tensor):
-            owner = self.param_owner.get(id(obj))
-            if owner is not None:
-                return {"$": "param", "owner": list(owner[:-1]), "name": owner[-1]}
-            tensor = obj.detach().to("cpu").contiguous()
-            if tensor.is_sparse or str(tensor.dtype).removeprefix("torch.") not in TENSOR_DTYPES:
-                raise ValueError(_("a tensor of dtype {dtype} cannot be checked").format(dtype=tensor.dtype))
-            raw = tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
-            return {"$": "tensor", "dtype": str(tensor.dtype).removeprefix("torch."), "shape": list(tensor.shape),
-                    "data": base64.b64encode(raw).decode("ascii"), "grad": bool(obj.requires_grad)}
-        if isinstance(obj, (tuple, list)):
-            if len(obj) > MAX_ITEMS:
-                raise ValueError(_("the answer has too many items"))
-            return {"$": type(obj).__name__ if type(obj) in (tuple, list) else "tuple",
-                    "items": [self.encode(v, depth + 1) for v in obj]}
-        if isinstance(obj, dict):
-            if len(obj) > MAX_ITEMS:
-                raise ValueError(_("the answer has too many items"))
-            return {"$": "dict", "items": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in obj.items()]}
-        if isinstance(obj, nn.Module):
-            return self._encode_module(obj, depth)
-        kind = obj if isinstance(obj, type) else type(obj)
-        module = getattr(obj, "__module__", None) if callable(obj) else kind.__module__
-        return {"$": "ref", "ref": self.remember(obj), "type": kind.__name__, "module": module if isinstance(module, str) else None,
-                "name": str(getattr(obj, "__qualname__", getattr(obj, "__name__", type(obj).__name__)))[:200],
-                "callable": callable(obj), "is_class": isinstance(obj, type)}
-
-    def _encode_module(self, module: nn.Module, depth: int):
-        ref = self.remember(module)
-        for name, p in module.named_parameters(recurse=False):
-            self.param_owner[id(p)] = ("ref", ref, name)
-        kind = type(module)
-        attrs = {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training" and _plain(v)}
-        methods = sorted({name for klass in kind.__mro__ if klass not in nn.Module.__mro__
-                          for name, value in vars(klass).items()
-                          if not name.startswith("_") and callable(value) and name != "forward"})
-        return {"$": "module", "ref": ref, "cls": kind.__qualname__, "module": kind.__module__,
-                "training": bool(module.training), "attrs": self.encode(attrs, depth + 1),
-                "params": {n: (None if p is None else self._tensor(p)) for n, p in module._parameters.items()},
-                "buffers": {n: (None if b is None else self._tensor(b)) for n, b in module._buffers.items()},
-                "children": {n: (None if c is None else self._encode_module(c, depth + 1)) for n, c in module._modules.items()},
-                "methods": methods}
-
-    def _tensor(self, tensor):
-        saved, self.param_owner = self.param_owner, {}
-        try:
-            return self.encode(tensor)
-        finally:
-            self.param_owner = saved
-
-    # what the checks were given
-    def on_check(self, exercise_id, check_name, args, kwargs, result) -> None:
-        entry = {"exercise": str(exercise_id), "check": str(check_name), "local": getattr(result, "status", None)}
-        try:
-            entry["args"] = [self.encode(a) for a in args]
-            entry["kwargs"] = {str(k): self.encode(v) for k, v in kwargs.items()}
-        except Exception as error:  # noqa: BLE001 - reported to the grader, who fails the answer
-            entry["error"] = f"{type(error).__name__}: {error}"
-        self.pending.append(entry)
-
-    # one request from the grader
-    def respond(self, nonce: str, request: str) -> None:
-        try:
-            reply = self._handle(json.loads(request))
-        except BaseException as error:  # noqa: BLE001 - the grader must always get a reply
-            reply = {"ok": False, "internal": f"{type(error).__name__}: {error}"}
-        from IPython.display import publish_display_data
-
-        publish_display_data({MIME: {"nonce": nonce, "reply": reply}})
-
-    def _handle(self, request: dict) -> dict:
-        if request["op"] == "pending":
-            pending, self.pending = self.pending, []
-            return {"ok": True, "pending": pending}
-        if request["op"] != "call":
-            raise ValueError(f"unknown op {request['op']!r}")
-        payload = torch.load(io.BytesIO(base64.b64decode(request["payload"])), weights_only=False)
-        for ref, (state, flags) in payload["states"].items():
-            target = self.objects[ref]
-            with torch.no_grad():
-                target.load_state_dict(state, strict=False)
-            for name, sub in target.named_modules():
-                if name in flags:
-                    sub.training = flags[name]
-        target = self.objects[request["target"]]
-        if request.get("method"):
-            target = getattr(target, request["method"])
-        args, kwargs = payload["args"], payload["kwargs"]
-        before = {}
-        self.param_owner = {}
-        for key, value in [*enumerate(args), *kwargs.items()]:
-            if isinstance(value, torch.Tensor):
-                before[key] = value.detach().clone()
-            elif isinstance(value, nn.Module):
-                before[key] = {k: v.detach().clone() for k, v in value.state_dict().items()}
-                for name, p in value.named_parameters():
-                    self.param_owner[id(p)] = ("arg", key if isinstance(key, int) else str(key), name)
-        try:
-            with torch.random.fork_rng(), torch.set_grad_enabled(bool(payload["grad"])):
-                torch.manual_seed(payload["seed"])
-                result = target(*args, **kwargs)
-        except BaseException as error:  # noqa: BLE001 - the learner's code raised; the check reports it
-            self.param_owner = {}
-            return {"ok": False, "exc": {"type": type(error).__name__, "message": str(error)[:2000],
-                                         "where": _where(error),
-                                         "not_done": isinstance(error, NotImplementedError)}}
-        try:
-            value = self.encode(result)
-        finally:
-            self.param_owner = {}
-        changed = {}
-        for key, old in before.items():
-            new = args[key] if isinstance(key, int) else kwargs[key]
-            if isinstance(old, torch.Tensor):
-                if old.shape != new.shape or not torch.equal(old, new.detach()):
-                    changed[str(key)] = self._tensor(new)
-            else:
-                state = new.state_dict()
-                diff = {k: self._tensor(v) for k, v in state.items()
-                        if k not in old or old[k].shape != v.shape or not torch.equal(old[k], v.detach())}
-                if diff:
-                    changed[str(key)] = diff
-        states = {str(ref): {k: self._tensor(v) for k, v in self.objects[int(ref)].state_dict().items()}
-                  for ref in payload["states"]}
-        return {"ok": True, "value": value, "changed": changed, "states": states}
-
-
-AGENT = Agent()
-
-
-def start() -> None:
-    """In the learner's kernel: remember what every check is given, for the grader."""
-    from . import core
-
-    if AGENT.on_check not in core.CHECK_HOOKS:
-        core.CHECK_HOOKS.append(AGENT.on_check)
-
-
-# --- grader side -----------------------------------------------------------------------------------------
 
 class BridgeError(Exception):
     """The grader could not run the learner's code (the kernel died, timed out, or replied nonsense)."""
@@ -509,12 +285,6 @@ class Bridge:
                         if state[name].shape == tensor.shape:
                             state[name].copy_(tensor.to(state[name].dtype))
 
-    def pending(self) -> list[dict]:
-        reply = self._request({"op": "pending"})
-        if not isinstance(reply, dict) or not reply.get("ok") or not isinstance(reply.get("pending"), list):
-            raise BridgeError("malformed reply to 'pending'")
-        return reply["pending"]
-
 
 def package_answer(value) -> str | None:
     """``"vit_lesson.patches.patchify"`` if ``value`` (a decoded answer) is an object of the course package."""
@@ -522,6 +292,4 @@ def package_answer(value) -> str | None:
         return f"{value.__module__}.{value.__qualname__}"
     if isinstance(value, nn.Module) and value.__dict__.get("_vl_package"):
         return f"{type(value).__module__}.{type(value).__qualname__}"
-    if isinstance(value, numbers.Number) or value is None:
-        return None
     return None

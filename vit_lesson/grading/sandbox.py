@@ -19,7 +19,7 @@ Two kinds, the strongest available is chosen (``grade --sandbox auto``):
     so a hostile notebook *can* read or damage the teacher's files and kill the grader. Use it only
     for trusted work, or install bubblewrap.
 
-Both: every kernel is started by ``_sandbox_launch.py``, which puts it in a fresh cgroup when
+Both: every kernel is started by ``_launch.py``, which puts it in a fresh cgroup when
 the grader may create one (root, cgroup v1 or v2 with the memory and pids controllers: memory
 and process caps, and an out-of-memory kill reported as such), sets rlimits (CPU seconds, data
 memory, file size, open files; processes when there is no cgroup), becomes a child subreaper
@@ -37,16 +37,16 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .i18n import _
+from ..i18n import _
+from .cgroup import Cgroup
 
 __all__ = ["Limits", "Sandbox", "best_kind", "describe", "KINDS"]
 
 KINDS = ("bwrap", "process")
-LAUNCHER = Path(__file__).with_name("_sandbox_launch.py")
+LAUNCHER = Path(__file__).with_name("_launch.py")
 NOBODY = 65534
 GiB, MiB = 1 << 30, 1 << 20
 
@@ -106,113 +106,6 @@ def best_kind() -> tuple[str, str]:
     return "process", _("weaker 'process' sandbox: {reason}").format(reason=_bwrap_message(problem))
 
 
-# --- cgroups -----------------------------------------------------------------------------------------
-
-def _own_cgroup_paths() -> dict[str, str]:
-    """``{controller or "": path}`` of this process, from /proc/self/cgroup ("" is cgroup v2)."""
-    paths = {}
-    try:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _hierarchy, controllers, path = line.split(":", 2)
-            for controller in (controllers.split(",") if controllers else [""]):
-                paths[controller] = path
-    except OSError:
-        pass
-    return paths
-
-
-class _Cgroup:
-    """A fresh cgroup (v1 memory + pids, or v2) for one kernel, or nothing when not allowed."""
-
-    def __init__(self, limits: Limits):
-        self.dirs: list[Path] = []
-        self.version = None
-        name = f"vit-lesson-{uuid.uuid4().hex[:12]}"
-        own = _own_cgroup_paths()
-        root = Path("/sys/fs/cgroup")
-        if (root / "memory").is_dir() and (root / "pids").is_dir() and "memory" in own:
-            try:
-                for controller in ("memory", "pids"):
-                    folder = root / controller / own.get(controller, "/").lstrip("/") / name
-                    folder.mkdir()
-                    self.dirs.append(folder)
-                (self.dirs[0] / "memory.limit_in_bytes").write_text(str(limits.memory))
-                try:
-                    (self.dirs[0] / "memory.swappiness").write_text("0")
-                except OSError:
-                    pass
-                (self.dirs[1] / "pids.max").write_text(str(limits.processes))
-                self.version = 1
-            except OSError:
-                self.remove()
-        elif (root / "cgroup.controllers").is_file() and "" in own:
-            parent = root / own[""].lstrip("/")
-            try:
-                wanted = {"memory", "pids"}
-                if not wanted <= set((parent / "cgroup.subtree_control").read_text().split()):
-                    (parent / "cgroup.subtree_control").write_text("+memory +pids")
-                folder = parent / name
-                folder.mkdir()
-                self.dirs.append(folder)
-                (folder / "memory.max").write_text(str(limits.memory))
-                (folder / "memory.swap.max").write_text("0") if (folder / "memory.swap.max").exists() else None
-                (folder / "pids.max").write_text(str(limits.processes))
-                self.version = 2
-            except OSError:
-                self.remove()
-
-    @property
-    def procs_files(self) -> list[str]:
-        return [str(d / "cgroup.procs") for d in self.dirs]
-
-    def out_of_memory(self) -> bool:
-        try:
-            if self.version == 1:
-                text = (self.dirs[0] / "memory.oom_control").read_text()
-                kills = [int(line.split()[1]) for line in text.splitlines() if line.startswith("oom_kill ")]
-                return bool(kills and kills[0]) or int((self.dirs[0] / "memory.failcnt").read_text()) > 0
-            if self.version == 2:
-                events = dict(line.split() for line in (self.dirs[0] / "memory.events").read_text().splitlines())
-                return int(events.get("oom_kill", 0)) > 0
-        except (OSError, ValueError, IndexError):
-            pass
-        return False
-
-    def kill_and_remove(self) -> None:
-        import signal
-        import time
-
-        for _unused in range(100):
-            pids = []
-            for procs in self.procs_files:
-                try:
-                    pids += [int(p) for p in Path(procs).read_text().split()]
-                except (OSError, ValueError):
-                    pass
-            if not pids:
-                break
-            if self.version == 2 and (self.dirs[0] / "cgroup.kill").exists():
-                try:
-                    (self.dirs[0] / "cgroup.kill").write_text("1")
-                except OSError:
-                    pass
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.02)
-        self.remove()
-
-    def remove(self) -> None:
-        for folder in reversed(self.dirs):
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
-        self.dirs = []
-
-
 # --- the sandbox -------------------------------------------------------------------------------------
 
 def _python_usable_by(python: str, uid: int) -> bool:
@@ -254,7 +147,7 @@ class Sandbox:
         if self.kind == "bwrap" and _probe_bwrap() is not None:
             raise RuntimeError(_("sandbox 'bwrap' is not available: {reason}").format(reason=_probe_bwrap()))
         self.scratch = Path(self.scratch).resolve()
-        self.cgroup = _Cgroup(self.limits)
+        self.cgroup = Cgroup(self.limits)
         self.uid = NOBODY if self.kind == "process" and _drop_to_nobody(self.python) else None
         if self.uid is not None:
             os.chown(self.scratch, self.uid, self.uid)
@@ -329,10 +222,9 @@ class Sandbox:
         self.cgroup.kill_and_remove()
 
 
-
 def _python_paths() -> list[Path]:
     """What the kernel needs to run: this Python's prefixes and the folder vit_lesson is imported from."""
-    return [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(__file__).resolve().parents[1]]
+    return [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(__file__).resolve().parents[2]]
 
 
 def _under_tmp(paths) -> list[Path]:
@@ -344,6 +236,7 @@ def _under_tmp(paths) -> list[Path]:
             kept.append(path)
     return kept
 
+
 def _owner(path: Path) -> int | None:
     try:
         return path.stat().st_uid
@@ -353,7 +246,7 @@ def _owner(path: Path) -> int | None:
 
 def describe() -> str:
     kind, why = best_kind()
-    probe = _Cgroup(Limits())
+    probe = Cgroup(Limits())
     cgroup = (_("cgroup v{version}").format(version=probe.version) if probe.version
               else _("no cgroup (not root, or no delegated controllers)"))
     probe.remove()

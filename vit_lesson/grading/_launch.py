@@ -1,6 +1,6 @@
-"""The grader's process launcher: ``python _sandbox_launch.py CONFIG_JSON -- COMMAND ...``.
+"""The grader's process launcher: ``python _launch.py CONFIG_JSON -- COMMAND ...``.
 
-Run by :mod:`vit_lesson.sandbox` as the "kernel" command of every graded notebook, outside any
+Run by :mod:`vit_lesson.grading.sandbox` as the "kernel" command of every graded notebook, outside any
 namespace, as the teacher's user. It imports nothing of ``vit_lesson`` (the standard library
 only), and in this order
 
