@@ -44,17 +44,19 @@ import time
 
 import torch
 
-from vit_lesson.data import RandomShiftRotate, ShapesDataset, digits_arrays, digits_datasets
-from vit_lesson.model import ViT, ViTConfig, count_parameters
-from vit_lesson.train import TrainConfig, build_model, evaluate, train
+from vit_lesson.data import ShapesDataset, digits_arrays, digits_datasets
+from vit_lesson.factory import create_model
+from vit_lesson.model import count_parameters
 from vit_lesson.pretrained import load_shapes_model
+from vit_lesson.recipes import RECIPES
+from vit_lesson.registry import model_from_config
+from vit_lesson.train import TrainConfig, evaluate, train
 
-# The digits recipe. Chosen from runs of 40-100 epochs, lr 1e-3..3e-3, batch 32/64, width 64/96,
+# The digits recipe is RECIPES["digits"] (vit_lesson/recipes.py), what `python -m vit_lesson train
+# --data digits` runs. Chosen from runs of 40-100 epochs, lr 1e-3..3e-3, batch 32/64, width 64/96,
 # image 12/16/24, patch 2/4, label smoothing 0/0.1, drop path 0/0.1, weight decay 0.05/0.1, EMA, and
 # jitter of 1 or 2 pixels, 5/10/15 degrees, 0/10/20% zoom (3-5 seeds each): the gentler 1-pixel
 # shift (1/16 of the 16 px image, half a pixel of the 8x8 scan) mattered most; no zoom hurt.
-DIGITS_RECIPE = dict(image_size=16, epochs=80, batch_size=32, lr=2e-3, weight_decay=0.05,
-                     warmup_epochs=3, label_smoothing=0.1, augment=RandomShiftRotate(shift=1 / 16))
 SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]  # test-time shifts, in pixels of the 16x16 image
 
 
@@ -96,22 +98,21 @@ def sklearn_rows():
 
 
 def digits_rows(quick=False, seed=0):
-    recipe = dict(DIGITS_RECIPE)
-    size, augment = recipe.pop("image_size"), recipe.pop("augment")
-    if quick:
-        recipe["epochs"] = 2
+    recipe = RECIPES["digits"]  # the same steps as `python -m vit_lesson train --data digits --seed SEED`
+    settings = dict(recipe.train, epochs=2) if quick else recipe.train
     start, cpu = time.perf_counter(), time.process_time()
-    train_set, test_set = digits_datasets(size, augment=augment)
+    train_set, test_set = digits_datasets(recipe.image_size, augment=recipe.augment)
     torch.manual_seed(seed)
-    model = build_model("digits", size, 1, len(train_set.classes))  # width 64, 4 layers, 4 heads, patch 4
-    train(model, train_set, test_set, TrainConfig(**recipe, seed=seed, progress=False))
+    model = create_model(recipe.model, image_size=recipe.image_size, num_channels=1,
+                         num_classes=len(train_set.classes))  # width 64, 4 layers, 4 heads, patch 4
+    train(model, train_set, test_set, TrainConfig(**settings, seed=seed, progress=False))
     accuracy = evaluate(model, test_set)["accuracy"]
     name, params = "ViT (ours, digits recipe)", count_parameters(model)
-    rows = [(name, "digits", params, recipe["epochs"], accuracy, len(test_set),
+    rows = [(name, "digits", params, settings["epochs"], accuracy, len(test_set),
              time.perf_counter() - start, time.process_time() - cpu)]
     start, cpu = time.perf_counter(), time.process_time()
     accuracy = shifted_accuracy(model, test_set)
-    rows.append(("  same, + 5 test-time shifts", "digits", params, recipe["epochs"], accuracy,
+    rows.append(("  same, + 5 test-time shifts", "digits", params, settings["epochs"], accuracy,
                  len(test_set), time.perf_counter() - start, time.process_time() - cpu))
     return rows
 
@@ -136,7 +137,7 @@ def shapes_rows(quick=False):
     start, cpu = time.perf_counter(), time.process_time()
     train_set = ShapesDataset(train_size, seed=data["seed"], augment=True)
     torch.manual_seed(data["seed"])
-    model = ViT(ViTConfig(**checkpoint["model_config"]))  # fresh weights, drawn from the recipe's seed
+    model = model_from_config(checkpoint["model_class"], checkpoint["model_config"])  # fresh weights, the recipe's seed
     train(model, train_set, test_set, TrainConfig(**recipe))
     rows.append(("  same recipe, trained now", "shapes", count_parameters(model), recipe["epochs"],
                  evaluate(model, test_set)["accuracy"], len(test_set),

@@ -8,7 +8,6 @@ import torch
 
 from vit_lesson.__main__ import main
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
@@ -80,3 +79,26 @@ def test_checkpoint_from_another_config_exits_2_with_one_line(trained, tmp_path,
     _one_line_error(capsys, ["evaluate", "--checkpoint", str(trained / "best.pt"), "--data", "shapes"],
                     ["expects 1x16x16 images"])
     _one_line_error(capsys, ["evaluate", "--checkpoint", str(tmp_path / "nothing.pt")], ["No checkpoint"])
+
+
+def test_digits_defaults_are_the_benchmarked_recipe(tmp_path, monkeypatch, capsys):
+    """``train --data digits`` with no other option runs RECIPES["digits"], the recipe benchmarks/accuracy.py
+    measures (tests/test_benchmark_accuracy.py checks the benchmark's side)."""
+    from vit_lesson import cli
+    from vit_lesson.factory import create_model
+    from vit_lesson.recipes import RECIPES
+    from vit_lesson.train import History, TrainConfig
+
+    seen = {}
+
+    def fake_train(model, train_set, test_set, config, **extra):
+        seen.update(model=model, train_set=train_set, config=config)
+        return History([dict(epoch=1, train_loss=1.0, train_acc=0.5, val_loss=1.0, val_acc=0.5, lr=0.0, seconds=0.0)])
+
+    monkeypatch.setattr(cli, "train", fake_train)
+    out = str(tmp_path / "run")
+    assert main(["train", "--data", "digits", "--out", out, "--no-progress"]) == 0
+    recipe = RECIPES["digits"]
+    assert seen["config"] == TrainConfig(**recipe.train, out_dir=out, progress=False)
+    assert seen["train_set"].augment is recipe.augment and seen["train_set"][0][0].shape == (1, 16, 16)
+    assert seen["model"].config == create_model(recipe.model, image_size=16, num_channels=1, num_classes=10).config

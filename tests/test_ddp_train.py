@@ -1,9 +1,9 @@
 """``torchrun --nproc_per_node=2 -m vit_lesson train``: the course's trainer, data-parallel on two CPU processes.
 
 That the two ranks step exactly like one process is proven in tests/test_distributed.py; this
-test checks how ``vit_lesson/train.py`` uses ``vit_lesson.distributed``: the command runs, rank 0
-alone prints and writes checkpoints, the checkpoint is the plain model's, and an epoch has the
-per-rank number of steps.
+test checks how ``vit_lesson/train.py`` and ``vit_lesson/cli.py`` use ``vit_lesson.distributed``:
+the command runs, rank 0 alone prints and writes checkpoints, the checkpoint is the plain model's,
+and an epoch has the per-rank number of steps.
 """
 
 import math
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import vit_lesson.train as train_module
+from vit_lesson.checkpoint import load_model
+from vit_lesson.train import evaluate
 
 ROOT = Path(__file__).parents[1]
 
@@ -41,7 +42,7 @@ def test_two_processes_train_and_rank_0_alone_reports_and_saves(tmp_path):
 
     from vit_lesson.data import digits_datasets
 
-    model, _ = train_module.load_model(tmp_path / "last.pt")
+    model, _ = load_model(tmp_path / "last.pt")
     _, test_set = digits_datasets(8)
-    accuracy = train_module.evaluate(model, test_set)["accuracy"]
+    accuracy = evaluate(model, test_set)["accuracy"]
     assert accuracy == pytest.approx(checkpoint["history"][-1]["val_acc"], abs=1e-6)  # the trained weights

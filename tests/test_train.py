@@ -13,11 +13,20 @@ from torch.utils.data import Subset
 from vit_lesson import checkpoint as checkpoint_module
 from vit_lesson.checkpoint import load_checkpoint, load_model, save_checkpoint
 from vit_lesson.data import digits_datasets
+from vit_lesson.factory import create_model
 from vit_lesson.figures import plot_history
-from vit_lesson.registry import create_model
-from vit_lesson.train import (History, NonFiniteLossError, TrainConfig, cross_entropy_loss, evaluate, make_scheduler,
-                              parameter_groups, predict, train, warmup_cosine_lr)
-
+from vit_lesson.train import (
+    History,
+    NonFiniteLossError,
+    TrainConfig,
+    cross_entropy_loss,
+    evaluate,
+    make_scheduler,
+    parameter_groups,
+    predict,
+    train,
+    warmup_cosine_lr,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -351,7 +360,7 @@ def _groups(rule):
 
 @pytest.mark.parametrize("fn, words", [
     (_groups(lambda n, p: True), "LayerNorm gains are decayed"),
-    (_groups(lambda n, p: not ("norm" in n) and n not in ("pos_embed", "cls_token")), "biases are decayed"),
+    (_groups(lambda n, p: "norm" not in n and n not in ("pos_embed", "cls_token")), "biases are decayed"),
     (_groups(lambda n, p: p.ndim > 1), "p.ndim <= 1 misses it"),
     (_groups(lambda n, p: False), "gets no weight decay"),
     (_groups(lambda n, p: p.ndim > 1 and n not in ("pos_embed", "cls_token") and "fc" not in n), "mlp.fc1.weight"),

@@ -23,13 +23,17 @@ import torch
 from PIL import Image
 from torch.utils.data import Subset
 
+from vit_lesson import _train_faults as faults_module
+from vit_lesson import checkpoint as checkpoint_module
+from vit_lesson import cli as cli_module
 from vit_lesson import train as train_module
 from vit_lesson.__main__ import main
-from vit_lesson.data import image_folder_dataset, image_folder_datasets
-from vit_lesson.data import digits_datasets
-from vit_lesson.model import ViT, ViTConfig, get_config
-from vit_lesson.train import (CheckpointError, CheckpointWriteError, TrainConfig, build_model, evaluate,
-                              load_checkpoint, load_model, predict, save_checkpoint, train)
+from vit_lesson.checkpoint import CheckpointError, CheckpointWriteError, load_checkpoint, load_model, save_checkpoint
+from vit_lesson.data import digits_datasets, image_folder_dataset, image_folder_datasets
+from vit_lesson.factory import create_model
+from vit_lesson.model import ViT, ViTConfig
+from vit_lesson.registry import get_config
+from vit_lesson.train import TrainConfig, evaluate, predict, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,8 +50,8 @@ def digits8():
 
 def tiny_model(seed=0):
     torch.manual_seed(seed)
-    return build_model("digits", 8, 1, 10, patch_size=4, hidden_size=16, num_hidden_layers=1,
-                       num_attention_heads=2, intermediate_size=32)
+    return create_model("digits", image_size=8, num_channels=1, num_classes=10, patch_size=4, hidden_size=16,
+                        num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
 
 
 def config(**kw):
@@ -154,25 +158,27 @@ def test_a_real_sigkill_during_the_best_pt_write_then_resume(digits8, reference,
                tmp_path / "data.pt")
     script = tmp_path / "killed.py"
     script.write_text(textwrap.dedent(f"""
-        import os, signal, torch
-        from vit_lesson import train as t
+        import os, shutil, signal, torch
+        from vit_lesson.checkpoint import load_checkpoint
         from vit_lesson.data import DIGITS_CLASSES, TensorImageDataset
+        from vit_lesson.factory import create_model
+        from vit_lesson.train import TrainConfig, train
         torch.set_num_threads(1)
         data = torch.load({str(tmp_path / "data.pt")!r}, weights_only=True)
         train_set, test_set = (TensorImageDataset(x, y, DIGITS_CLASSES, m, s) for x, y, m, s in data.values())
         def copyfileobj(src, dst, length=0):  # best.pt at epoch {epoch}: write half of it, then die
             data = src.read()
             dst.write(data[: len(data) // 2]); dst.flush()
-            if t.load_checkpoint(src.name)["epoch"] == {epoch}:
+            if load_checkpoint(src.name)["epoch"] == {epoch}:
                 os.kill(os.getpid(), signal.SIGKILL)
             dst.write(data[len(data) // 2:])
-        t.shutil.copyfileobj = copyfileobj
+        shutil.copyfileobj = copyfileobj
         torch.manual_seed(0)
-        model = t.build_model("digits", 8, 1, 10, patch_size=4, hidden_size=16, num_hidden_layers=1,
-                              num_attention_heads=2, intermediate_size=32)
-        t.train(model, train_set, test_set,
-                t.TrainConfig(epochs=3, batch_size=64, lr=1e-2, warmup_epochs=1, progress=False,
-                              out_dir={str(tmp_path / "run")!r}))
+        model = create_model("digits", image_size=8, num_channels=1, num_classes=10, patch_size=4, hidden_size=16,
+                             num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+        train(model, train_set, test_set,
+              TrainConfig(epochs=3, batch_size=64, lr=1e-2, warmup_epochs=1, progress=False,
+                          out_dir={str(tmp_path / "run")!r}))
     """))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
@@ -245,7 +251,7 @@ def test_cli_resume_takes_the_saved_settings_and_refuses_other_ones(tmp_path, ca
             return real_loss(model, images, labels)
         return real_train(*args, loss_fn=loss_fn, **kwargs)
 
-    monkeypatch.setattr(train_module, "train", interrupted_train)
+    monkeypatch.setattr(cli_module, "train", interrupted_train)
     one_line_error(capsys, [*CLI_RUN, "--epochs", "2", "--lr", "2e-3", "--seed", "3", "--out", out],
                    "interrupted", "--resume", code=130)
     monkeypatch.undo()
@@ -420,15 +426,15 @@ def test_a_corrupt_image_names_the_file(tmp_path, capsys):
 
 
 def test_a_disk_too_full_for_the_checkpoints_is_found_before_training(tmp_path, capsys, monkeypatch):
-    usage = train_module.shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(train_module.shutil, "disk_usage", lambda path: usage._replace(free=100_000))
+    usage = faults_module.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(faults_module.shutil, "disk_usage", lambda path: usage._replace(free=100_000))
     one_line_error(capsys, [*CLI_RUN, "--epochs", "1", "--out", str(tmp_path / "run")],
                    "0.1 MB free but the checkpoints need about", "free some space")
 
 
 def test_a_full_disk_mid_run_is_one_line_and_keeps_the_finished_checkpoints(digits8, tmp_path, capsys,
                                                                              monkeypatch):
-    real_save, calls = train_module.torch.save, {"n": 0}
+    real_save, calls = checkpoint_module.torch.save, {"n": 0}
 
     def save(obj, file, *args, **kwargs):  # the disk fills up while last.pt of epoch 2 is written
         calls["n"] += 1
@@ -437,7 +443,7 @@ def test_a_full_disk_mid_run_is_one_line_and_keeps_the_finished_checkpoints(digi
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_save(obj, file, *args, **kwargs)
 
-    monkeypatch.setattr(train_module.torch, "save", save)
+    monkeypatch.setattr(checkpoint_module.torch, "save", save)
     with pytest.raises(CheckpointWriteError, match="after epoch 2 .No space left on device.*last.pt holds epoch 1"):
         train(tiny_model(), *digits8, config(out_dir=str(tmp_path)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
@@ -459,7 +465,7 @@ def _refuse_writes_in(folder, monkeypatch):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(train_module.os, "open", fake_open)
+    monkeypatch.setattr(faults_module.os, "open", fake_open)
 
 
 @pytest.mark.parametrize("case, words", [

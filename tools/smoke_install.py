@@ -52,8 +52,11 @@ def main() -> int:
         if importlib.util.find_spec("nbformat") is None:
             (here / "lesson.ipynb").write_text("{}")
             said = run(str(script), "stamp", "lesson.ipynb", cwd=here, expect=1)
-            if said.strip() != 'error: nbformat is not installed; it comes with the [teacher] extra: pip install "vit_lesson[teacher]"':
-                sys.exit(f"error: without nbformat, `vit-lesson stamp` should say which extra to install, said:\n{said}")
+            expected = ('error: nbformat is not installed; it comes with the [teacher] extra: '
+                        'pip install "vit_lesson[teacher]"')
+            if said.strip() != expected:
+                sys.exit(f"error: without nbformat, `vit-lesson stamp` should say which extra to install, "
+                         f"said:\n{said}")
         import vit_lesson
         for module in pkgutil.walk_packages(vit_lesson.__path__, "vit_lesson."):
             try:
@@ -61,7 +64,8 @@ def main() -> int:
             except ModuleNotFoundError as error:
                 if IMPORTS_AN_EXTRA_AT_THE_TOP.get(module.name) != error.name:
                     raise
-                print(f"warning: {module.name} needs {error.name} at import time (issue 14: import it where it is used)")
+                print(f"warning: {module.name} needs {error.name} at import time "
+                      "(issue 14: import it where it is used)")
         print(f"ok: the installed course works from an empty folder ({sys.prefix})")
     return 0
 

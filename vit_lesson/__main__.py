@@ -34,7 +34,8 @@ def _argparse_gettext(message: str) -> str:
         "the following arguments are required: %s": _("the following arguments are required: %s"),
         "unrecognized arguments: %s": _("unrecognized arguments: %s"),
         "expected one argument": _("expected one argument"),
-        "ambiguous option: %(option)s could match %(matches)s": _("ambiguous option: %(option)s could match %(matches)s"),
+        "ambiguous option: %(option)s could match %(matches)s":
+            _("ambiguous option: %(option)s could match %(matches)s"),
         "ignored explicit argument %r": _("ignored explicit argument %r"),
         "not allowed with argument %s": _("not allowed with argument %s"),
     }

@@ -67,10 +67,8 @@ def _option(name: str) -> str:
 
 
 def _non_finite_message(loss, images, epoch, step, global_step, lr, config, last_good) -> str:
-    inputs_ok = bool(torch.isfinite(images).all())
-    causes = []
-    if not inputs_ok:
-        causes.append(_("the input batch itself contains NaN/inf (check the data and its normalisation)"))
+    causes = [] if torch.isfinite(images).all() else [
+        _("the input batch itself contains NaN/inf (check the data and its normalisation)")]
     causes += [_("the learning rate is too high (lr now {lr:.2e}, base {base_lr:.2e}: try 10x lower or a longer "
                  "warmup)").format(lr=lr, base_lr=config.lr),
                _("badly normalised inputs (check a batch: mean near 0, std near 1, no NaN)"),
@@ -155,16 +153,23 @@ def _prepare_out_dir(out_dir: Path, needed: int) -> None:
                              where=where, free=free / 2**20, needed=needed / 2**20))
 
 
-def _prepare_run_dir(out_dir: Path, needed: int, info) -> None:
-    """:func:`_prepare_out_dir` on rank 0; every rank raises if it failed."""
-    problem = None
+def _prepare_run(out_dir: Path | None, resume: bool, config, steps_per_epoch: int, info, model: nn.Module, optimizer,
+                 scheduler, scaler) -> dict | None:
+    """Before the first step: ``out_dir`` can hold the checkpoints (:func:`_prepare_out_dir` on rank 0;
+    every rank raises if it failed), and on ``resume`` the run continues from ``last.pt`` (:func:`_resume`).
+    Returns the checkpoint resumed from, or None."""
+    if out_dir is None:
+        return None
+    last_path, problem = out_dir / "last.pt", None
     if info.is_main:
+        copies = 1 if resume and last_path.is_file() else 2  # best.pt and last.pt (on resume, replaced)
         try:
-            _prepare_out_dir(out_dir, needed)
+            _prepare_out_dir(out_dir, _checkpoint_bytes(model, optimizer) * copies)
         except ValueError as error:
             problem = error
     if not all_ranks(problem is None, info):
         raise problem or ValueError(_("Rank 0 cannot write the checkpoints to --out; see its message."))
+    return _resume(last_path, config, steps_per_epoch, info, model, optimizer, scheduler, scaler) if resume else None
 
 
 def _validate_resume(checkpoint: dict, config, steps_per_epoch: int, path: Path) -> None:
@@ -209,6 +214,9 @@ def _resume(last_path: Path, config, steps_per_epoch: int, info, model, optimize
     repaired = _reconcile_best(last_path.parent, last_path, checkpoint["history"]) if info.is_main else None
     if repaired:
         note(_("note: resume: {note}.").format(note=repaired))
+    if config.ema_decay and checkpoint.get("ema") is None:
+        note(_("note: resume: last.pt holds no average of the weights (written by an older version); the "
+               "EMA restarts from the current weights."))
     if checkpoint["epoch"] >= config.epochs and config.progress:
         note(_("note: resume: {path!r} already holds all {epochs} epochs; nothing to train.").format(
             path=str(last_path), epochs=config.epochs))
@@ -216,12 +224,9 @@ def _resume(last_path: Path, config, steps_per_epoch: int, info, model, optimize
 
 
 def _reconcile_best(out_dir: Path, last_path: Path, history) -> str | None:
-    """After a kill between writing ``last.pt`` and ``best.pt``: make ``best.pt`` the history's best epoch.
-
-    ``last.pt`` is written first, then copied to ``best.pt`` when the epoch is the best so far; a
-    kill in between leaves ``best.pt`` one best epoch behind, and ``last.pt`` holds the missing
-    weights. Returns a note of what was done (or could not be done), or None.
-    """
+    """After a kill between writing ``last.pt`` and copying it to ``best.pt`` (a new best epoch), ``best.pt``
+    is one best epoch behind and ``last.pt`` holds the missing weights: copy them over. Returns a note of
+    what was done (or could not be done), or None."""
     if not history:
         return None
     best_epoch = max(history, key=lambda row: row["val_acc"])["epoch"]  # the first one, on ties

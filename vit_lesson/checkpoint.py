@@ -1,15 +1,9 @@
 """Checkpoints a run can trust: written atomically, read with ``weights_only``, verified by a digest.
 
-A checkpoint (:func:`save_checkpoint`) holds everything a run needs to continue: the model's
-weights, class and config, the optimiser, scheduler and scaler, the epoch, the history, the RNG
-states and the :class:`~vit_lesson.train.TrainConfig`, all as tensors and plain values, so
-:func:`load_checkpoint` reads it with ``torch.load(weights_only=True)`` (no pickled code runs). It
-is written to a temporary file beside its target, fsynced, then ``os.replace``-d over it, so a
-kill or a full disk leaves the old file or the new one, never half of one. A SHA-256 of its
-contents is stored with it; a file damaged afterwards, or holding non-finite weights, is a
-:class:`CheckpointError` (one sentence naming the file) instead of "accuracy 10%".
-:func:`load_model` rebuilds one of our models from the stored class and config through
-:func:`vit_lesson.registry.model_from_config`.
+A kill or a full disk during :func:`save_checkpoint` leaves the old file or the new one, never half
+of one; :func:`load_checkpoint` runs no pickled code, and a damaged file (its SHA-256 no longer
+matches, or its weights are not finite) is a :class:`CheckpointError` naming the file instead of
+"accuracy 10%". :func:`load_model` rebuilds our models through :func:`vit_lesson.registry.model_from_config`.
 """
 
 from __future__ import annotations
@@ -43,11 +37,9 @@ class CheckpointWriteError(RuntimeError):
     """Writing a checkpoint failed (a full disk, a vanished folder); the checkpoints already written are intact."""
 
 
-def _model_config(model: nn.Module):
-    config = getattr(model, "config", None)
-    if is_dataclass(config):
-        return asdict(config)
-    return config.to_dict() if hasattr(config, "to_dict") else None
+def _model_config(model: nn.Module) -> dict | None:
+    config = getattr(model, "config", None)  # ViTConfig or HybridConfig: everything needed to rebuild it
+    return asdict(config) if is_dataclass(config) else None
 
 
 def _rng_state() -> dict:
@@ -147,13 +139,11 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, scal
                     history=None, config=None, **extra) -> Path:
     """Write a checkpoint atomically: to a temporary file in the same folder, then ``os.replace``.
 
-    An interruption (or a full disk) leaves either the old file or the new one, never half of one.
     Stored: ``model`` (state dict), ``model_config`` (dict, if the model has a ``config``),
     ``model_class``, ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (finished epochs),
-    ``history`` (list of dicts), ``rng`` (RNG states as tensors / ints), ``train_config`` (the
-    ``config`` dataclass, a :class:`~vit_lesson.train.TrainConfig`, as a dict) and any
-    ``extra`` plain values (e.g. ``classes``, ``data``). All plain types, so ``weights_only`` loads it.
-    A ``checksum`` (SHA-256 of all of it) lets :func:`load_checkpoint` detect a damaged file.
+    ``history``, ``rng`` (RNG states), ``train_config`` (``config``, a
+    :class:`~vit_lesson.train.TrainConfig`, as a dict) and ``extra`` plain values (``classes``,
+    ``data``): plain types only, for ``weights_only``; and a ``checksum``, SHA-256 of all of it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,13 +241,9 @@ def _load_weights(model: nn.Module, checkpoint: dict, path) -> None:
 
 
 def load_model(path, map_location="cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model from a checkpoint's class, config and weights: ``(model in eval mode, checkpoint)``.
-
-    Rebuilds our models (:class:`~vit_lesson.model.ViT`, :class:`~vit_lesson.distill.DistilledViT`,
-    :class:`~vit_lesson.hybrid.HybridViT`, whose ResNet is part of its config) through
-    :func:`vit_lesson.registry.model_from_config`. For any other model, build it yourself and call
-    ``load_checkpoint(path, model)``.
-    """
+    """``(model in eval mode, checkpoint)``: one of our models (ViT, DistilledViT, HybridViT) rebuilt from
+    the checkpoint's class and config (:func:`vit_lesson.registry.model_from_config`) and its weights.
+    Any other model: build it yourself and call ``load_checkpoint(path, model)``."""
     checkpoint = load_checkpoint(path, map_location=map_location)
     model_class = checkpoint.get("model_class") or "vit_lesson.model.ViT"
     if checkpoint.get("model_args"):  # written before HybridConfig held the backbone's settings

@@ -1,11 +1,9 @@
 """``python -m vit_lesson train|evaluate``: the trainer and the checkpoints on the command line.
 
-``train`` takes every option it is not given from the recipe of ``--data``
-(:data:`vit_lesson.recipes.RECIPES`: the model, image size, augmentation and training settings the
-benchmarks measure), builds the model with :func:`vit_lesson.registry.create_model` and runs
-:func:`vit_lesson.train.train`; ``--resume`` continues a run exactly, reading the options left out
-from its ``last.pt``. ``evaluate`` rebuilds a checkpoint's model (:func:`vit_lesson.checkpoint.load_model`)
-and scores it on the test split. A user error is one line on stderr and exit code 2 (:func:`_guarded`).
+``train`` takes every option it is not given from the recipe of ``--data`` (:data:`vit_lesson.recipes.RECIPES`,
+what the benchmarks measure), or on ``--resume`` from the run's ``last.pt``, builds the model with
+:func:`vit_lesson.factory.create_model` and runs :func:`vit_lesson.train.train`. ``evaluate`` rebuilds a
+checkpoint's model and scores it on the test split. A user error is one line on stderr, exit code 2.
 """
 
 from __future__ import annotations
@@ -19,11 +17,12 @@ import torch
 
 from ._train_faults import RUN_FIELDS, _prepare_out_dir
 from .checkpoint import CheckpointError, CheckpointWriteError, load_checkpoint, load_model
+from .factory import create_model
+from .history import _pad
 from .i18n import _
 from .recipes import RECIPES
-from .factory import create_model
 from .registry import list_models
-from .train import NonFiniteLossError, TrainConfig, _pad, evaluate, predict, train
+from .train import NonFiniteLossError, TrainConfig, evaluate, predict, train
 
 __all__ = ["add_cli"]
 

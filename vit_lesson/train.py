@@ -1,14 +1,10 @@
 """Notebook 06: a training loop you can trust.
 
-The blog post's recipe, checked: AdamW (lr 3e-4, weight decay 0.01, none on norms, biases and what
-the model's ``no_weight_decay()`` names), linear warmup then cosine decay, updated every step;
-label smoothing; gradient clipping; mixed precision with ``torch.amp`` (bfloat16 on CPU, float16 +
-``GradScaler`` on CUDA; the post's ``torch.cuda.amp`` is deprecated). Checkpoints
-(:mod:`vit_lesson.checkpoint`) hold everything a run needs: ``resume=True`` after an interruption
-ends on the same weights as a run never interrupted (data order is seeded per epoch). A NaN loss,
-a bad setting, an ``out_dir`` that cannot be written, a resume that would change the run, images
-of the wrong dtype or a full disk are each one sentence, found as early as they can be
-(:mod:`vit_lesson._train_faults`).
+The blog post's recipe, checked: AdamW (no decay on norms, biases and what ``no_weight_decay()``
+names), linear warmup then cosine decay, updated every step; label smoothing; gradient clipping;
+mixed precision with ``torch.amp`` (bfloat16 on CPU, float16 + ``GradScaler`` on CUDA). A run can be
+resumed exactly (:mod:`vit_lesson.checkpoint`); what can go wrong is found early and said in one
+sentence (:mod:`vit_lesson._train_faults`).
 """
 
 from __future__ import annotations
@@ -25,13 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ._train_faults import (_checkpoint_bytes, _forward, _non_finite_message, _prepare_run_dir,
-                            _reconcile_best, _resume, _validate_config, _write_error_message)
+from ._train_faults import _forward, _non_finite_message, _prepare_run, _validate_config, _write_error_message
 from .checkpoint import CheckpointWriteError, _copy_atomic, save_checkpoint
 from .distributed import all_ranks, init_from_env, make_loader, reduce_metrics, wrap_model
+from .history import History
 from .i18n import _
 
-__all__ = ["TrainConfig", "History", "NonFiniteLossError", "warmup_cosine_lr", "make_scheduler",
+__all__ = ["TrainConfig", "NonFiniteLossError", "warmup_cosine_lr", "make_scheduler",
            "parameter_groups", "make_optimizer", "cross_entropy_loss", "predict", "evaluate", "train"]
 
 
@@ -61,58 +57,16 @@ class TrainConfig:
         _validate_config(self)  # one sentence per bad field, naming its option
 
 
-def _columns(text: str) -> int:
-    """How many terminal columns ``text`` takes (a Chinese character takes two)."""
-    import unicodedata
-
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
-
-
-def _pad(text: str, width: int, align: str = ">") -> str:
-    """``text`` padded with spaces to ``width`` terminal columns, right (``>``) or left (``<``) aligned."""
-    fill = " " * max(0, width - _columns(text))
-    return fill + text if align == ">" else text + fill
-
-
-class History(list):
-    """One dict per finished epoch: ``epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds``."""
-
-    def column(self, key: str) -> list:
-        return [row[key] for row in self]
-
-    def best(self, key: str = "val_acc") -> dict:
-        """The epoch with the highest ``key`` (the first one, on ties)."""
-        return max(self, key=lambda row: row[key]) if self else {}
-
-    def table(self) -> str:
-        """The history as a fixed-width text table."""
-        header = [(_("epoch"), 5), (_("train loss"), 10), (_("train acc"), 9), (_("val loss"), 8),
-                  (_("val acc"), 8), (_("lr"), 9), (_("seconds"), 7)]
-        widths = [max(width, _columns(name)) for name, width in header]  # a translated name may be wider
-        lines = [" ".join(_pad(name, width) for (name, _width), width in zip(header, widths))]
-        for r in self:
-            cells = (f"{r['epoch']}", f"{r['train_loss']:.4f}", f"{r['train_acc']:.2%}", f"{r['val_loss']:.4f}",
-                     f"{r['val_acc']:.2%}", f"{r['lr']:.2e}", f"{r['seconds']:.1f}")
-            lines.append(" ".join(_pad(cell, width) for cell, width in zip(cells, widths)))
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return f"History({len(self)} epochs)" if not self else self.table()
-
-
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training stopped (the last good checkpoint is kept)."""
 
 
-# --- schedule, optimiser, loss -------------------------------------------------------------------
-
 def warmup_cosine_lr(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
     """The learning rate for optimiser step ``step`` (0-based) of ``total_steps``.
 
-    Linear warmup ``base_lr * (step + 1) / warmup_steps`` for the first ``warmup_steps`` steps
-    (the first step already learns; the last warmup step reaches ``base_lr``), then a half
-    cosine from ``base_lr`` at ``step == warmup_steps`` down to ``min_lr`` at ``step == total_steps``
-    (the value after the last update).
+    Linear warmup ``base_lr * (step + 1) / warmup_steps`` for the first ``warmup_steps`` steps (the
+    first step already learns, the last reaches ``base_lr``), then a half cosine from ``base_lr`` at
+    ``step == warmup_steps`` to ``min_lr`` at ``step == total_steps`` (the value after the last update).
     """
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
@@ -138,11 +92,9 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     embedding of 0 forgets positions). Frozen parameters (``requires_grad=False``) are left out.
     """
     skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim <= 1 or name in skip else decay).append(param)
+    trained = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
+    decay = [param for name, param in trained if param.ndim > 1 and name not in skip]
+    no_decay = [param for name, param in trained if param.ndim <= 1 or name in skip]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -168,8 +120,6 @@ def _logits(output):
 def _amp_dtype(device: torch.device):
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
-
-# --- evaluation ------------------------------------------------------------------------------------
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset, batch_size: int = 256, device=None, amp: bool = False):
@@ -197,22 +147,16 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 256, device=None, amp:
             "accuracy": (logits.argmax(1) == labels).float().mean().item()}
 
 
-# --- the loop --------------------------------------------------------------------------------------
-
 def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = None, loss_fn=None,
           resume: bool | None = None, **extra) -> History:
-    """Train ``model`` on ``train_set``, evaluating on ``val_set`` after every epoch.
+    """Train ``model`` on ``train_set``, evaluating on ``val_set`` after every epoch; returns the :class:`History`.
 
     ``loss_fn(model, images, labels) -> (loss, logits)`` replaces the default label-smoothed
     cross-entropy (distillation uses this). With ``config.out_dir`` it writes ``last.pt`` every
     epoch and ``best.pt`` at the best ``val_acc``; ``resume=True`` (or ``config.resume``) continues
-    from ``last.pt``. ``extra`` plain values (e.g. ``classes=...``) go into the checkpoints.
-    Returns the :class:`History`; raises :class:`NonFiniteLossError` if the loss stops being finite.
-
-    ``out_dir`` is checked before the first step (a folder, writable, room for the checkpoints).
-    A resume whose settings differ from the saved run's raises ``ValueError`` naming them; a resume
-    with no ``last.pt`` yet says so on stderr and starts at epoch 1. A failed checkpoint write
-    raises :class:`CheckpointWriteError`; the checkpoints written before stay intact.
+    from ``last.pt`` exactly, or refuses. ``extra`` plain values (``classes=...``) go into the
+    checkpoints. Raises :class:`NonFiniteLossError` if the loss stops being finite, and
+    :class:`~vit_lesson.checkpoint.CheckpointWriteError` if a write fails (the files before stay intact).
     """
     from tqdm.auto import tqdm
 
@@ -233,13 +177,10 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
     steps_per_epoch = len(make_loader(train_set, config.batch_size, True, info))  # ceil(ceil(n / N) / B)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch)
-    use_scaler = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
     last_path = out_dir / "last.pt" if out_dir else None
-    resuming = bool(resume and last_path.is_file())
-    if out_dir:  # found now, not after an epoch of training: a bad folder, no permission, a full disk
-        _prepare_run_dir(out_dir, _checkpoint_bytes(model, optimizer) * (1 if resuming else 2), info)
-    checkpoint = _resume(last_path, config, steps_per_epoch, info, model, optimizer, scheduler, scaler) if resume else None
+    # Found now, not after an epoch: a bad folder, no permission, a full disk, a resume that changes the run.
+    checkpoint = _prepare_run(out_dir, resume, config, steps_per_epoch, info, model, optimizer, scheduler, scaler)
     history = History(checkpoint["history"] if checkpoint else [])
     start_epoch = checkpoint["epoch"] if checkpoint else 0
     best_acc = history.best()["val_acc"] if history else -1.0
@@ -247,11 +188,8 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
     if config.ema_decay:  # an exponential moving average of the weights, saved with the checkpoints
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-        if checkpoint is not None and checkpoint.get("ema") is not None:
+        if checkpoint and checkpoint.get("ema") is not None:  # else _resume said it restarts
             ema.load_state_dict(checkpoint["ema"])
-        elif checkpoint is not None and info.is_main:
-            print(_("note: resume: last.pt holds no average of the weights (written by an older version); the "
-                    "EMA restarts from the current weights."), file=sys.stderr)
     last_good = str(last_path) if checkpoint else None
 
     for epoch in range(start_epoch, config.epochs):
@@ -293,10 +231,8 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
                         "val_loss": val["loss"], "val_acc": val["accuracy"],
                         "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start})
         if out_dir and info.is_main:
-            state = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                         epoch=epoch + 1, history=history, config=config, **extra)
-            if ema is not None:
-                state["ema"] = ema.state_dict()
+            state = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, epoch=epoch + 1,
+                         history=history, config=config, ema=ema.state_dict() if ema is not None else None, **extra)
             # last.pt first, then best.pt as a copy of it: a kill in between leaves last.pt holding the
             # best weights, and the next resume copies them over (_reconcile_best).
             target = last_path
@@ -311,11 +247,9 @@ def train(model: nn.Module, train_set, val_set, config: TrainConfig | None = Non
                 raise CheckpointWriteError(_write_error_message(error, target, epoch + 1, saved)) from error
         best_acc = max(best_acc, val["accuracy"])
         if config.progress and info.is_main:
-            r = history[-1]
             print(_("epoch {epoch}/{epochs}: train loss {train_loss:.4f} acc {train_acc:.2%}, "
                     "val loss {val_loss:.4f} acc {val_acc:.2%} ({seconds:.1f} s)").format(
-                      epoch=r["epoch"], epochs=config.epochs, train_loss=r["train_loss"], train_acc=r["train_acc"],
-                      val_loss=r["val_loss"], val_acc=r["val_acc"], seconds=r["seconds"]), file=sys.stderr)
+                      epochs=config.epochs, **history[-1]), file=sys.stderr)
     if ema is not None:  # the model ends with the averaged weights, the ones its val_acc measured
         model.load_state_dict(ema.module.state_dict())
     return history
