@@ -86,8 +86,9 @@ def test_digits_defaults_are_the_benchmarked_recipe(tmp_path, monkeypatch, capsy
     measures (tests/test_benchmark_accuracy.py checks the benchmark's side)."""
     from vit_lesson import cli
     from vit_lesson.factory import create_model
+    from vit_lesson.history import History
     from vit_lesson.recipes import RECIPES
-    from vit_lesson.train import History, TrainConfig
+    from vit_lesson.train import TrainConfig
 
     seen = {}
 
