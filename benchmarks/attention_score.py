@@ -46,8 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vit_lesson.attention_maps import cls_attention_map, rollout_map, stack_attentions  # noqa: E402
 from vit_lesson.attention_score import attention_in_mask, mask_to_grid, pointing_game, uniform_baseline  # noqa: E402
 from vit_lesson.data import ShapesDataset  # noqa: E402
-from vit_lesson.pretrained import SHAPES_ASSET, load_shapes_model  # noqa: E402
-from vit_lesson.train import TrainConfig, build_model, evaluate, save_checkpoint, train  # noqa: E402
+from vit_lesson.factory import create_model  # noqa: E402
+from vit_lesson.pretrained import SHAPES_ASSET, SHAPES_DATA, load_shapes_model, train_shapes_model  # noqa: E402
+from vit_lesson.train import TrainConfig, evaluate, train  # noqa: E402
 
 # benchmarks/accuracy.py's shapes recipe, so the accuracy here is comparable to its table.
 RECIPE = dict(batch_size=64, weight_decay=0.05, warmup_epochs=1, label_smoothing=0.1)
@@ -67,25 +68,7 @@ def score(maps, fraction):
 
 
 # The shipped model (vit_lesson/assets/shapes_vit.pt): far more procedural images than above.
-ASSET_DATA = dict(train_size=10000, test_size=1000, seed=0)
-ASSET_RECIPE = dict(epochs=20, batch_size=64, lr=2e-3, weight_decay=0.05, warmup_epochs=2, label_smoothing=0.1)
 ASSET_PATH = Path(__file__).resolve().parents[1] / "vit_lesson" / "assets" / SHAPES_ASSET
-
-
-def train_asset(out_dir=None) -> int:
-    """Train the shipped shapes ViT and write it, weights and history only, to ``ASSET_PATH``."""
-    train_set = ShapesDataset(ASSET_DATA["train_size"], seed=ASSET_DATA["seed"], augment=True)
-    test_set = ShapesDataset(ASSET_DATA["test_size"], seed=ASSET_DATA["seed"] + 1)
-    torch.manual_seed(ASSET_DATA["seed"])
-    model = build_model("shapes")
-    config = TrainConfig(seed=ASSET_DATA["seed"], progress=True, out_dir=out_dir, **ASSET_RECIPE)
-    start = time.perf_counter()
-    history = train(model, train_set, test_set, config)
-    save_checkpoint(ASSET_PATH, model, epoch=len(history), history=history, config=config,
-                    classes=list(train_set.classes), recipe=dict(ASSET_DATA))
-    print(f"{time.perf_counter() - start:.0f} s; test accuracy {history[-1]['val_acc']:.1%}; wrote "
-          f"{ASSET_PATH} ({ASSET_PATH.stat().st_size / 1e6:.2f} MB)")
-    return 0
 
 
 def main(argv=None) -> int:
@@ -97,13 +80,17 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-asset", action="store_true",
-                        help=f"train the shipped model instead ({ASSET_DATA}, {ASSET_RECIPE}) and write {ASSET_PATH.name}")
+                        help=f"train the shipped model instead ({SHAPES_DATA}, RECIPES['shapes']) and write "
+                             f"{ASSET_PATH.name} (the same as python -m vit_lesson.pretrained)")
     parser.add_argument("--shipped", action="store_true",
                         help=f"score the shipped model ({ASSET_PATH.name}) instead of training one")
     parser.add_argument("--out-dir", default=None, help="with --train-asset: also keep per-epoch checkpoints here")
     args = parser.parse_args(argv)
     if args.train_asset:
-        return train_asset(args.out_dir)
+        start = time.perf_counter()
+        path = train_shapes_model(ASSET_PATH, args.out_dir)
+        print(f"{time.perf_counter() - start:.0f} s; wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+        return 0
     if args.quick:
         args.epochs, args.train_size, args.test_size = 2, 500, 200
 
@@ -115,12 +102,12 @@ def main(argv=None) -> int:
     if args.shipped:  # score vit_lesson/assets/shapes_vit.pt against its own initial weights
         trained, checkpoint = load_shapes_model()
         torch.manual_seed(checkpoint["recipe"]["seed"])
-        untrained = build_model("shapes")
+        untrained = create_model("shapes")
         history, seconds = checkpoint["history"], 0.0
         args.train_size, args.epochs = checkpoint["recipe"]["train_size"], checkpoint["epoch"]
     else:
         torch.manual_seed(args.seed)
-        untrained = build_model("shapes", fast_attention=False)  # D=64, 4 layers, 4 heads, patch 4
+        untrained = create_model("shapes", fast_attention=False)  # D=64, 4 layers, 4 heads, patch 4
         trained = copy.deepcopy(untrained)
         start = time.perf_counter()
         history = train(trained, train_set, test_set, TrainConfig(

@@ -150,3 +150,20 @@ def test_pretrained_shipped_and_a_checkpoint_path(tmp_path):
     with pytest.raises(ValueError, match="does not fit this model"):
         create_model("digits", pretrained=str(path))
     assert isinstance(again, DistilledViT)
+
+
+def test_the_shipped_shapes_model_is_trained_by_the_package(tmp_path, monkeypatch):
+    """python -m vit_lesson.pretrained: RECIPES["shapes"] on SHAPES_DATA (here shrunk to one quick epoch)."""
+    from vit_lesson import pretrained
+    from vit_lesson.checkpoint import load_model
+    from vit_lesson.recipes import RECIPES, Recipe
+
+    shipped = RECIPES["shapes"]
+    monkeypatch.setitem(RECIPES, "shapes", Recipe(shipped.model, shipped.image_size, shipped.augment,
+                                                  dict(shipped.train, epochs=1, progress=False)))
+    monkeypatch.setitem(pretrained.SHAPES_DATA, "train_size", 64)
+    monkeypatch.setitem(pretrained.SHAPES_DATA, "test_size", 32)
+    path = pretrained.train_shapes_model(tmp_path / "shapes.pt")
+    model, checkpoint = load_model(path)
+    assert checkpoint["recipe"]["train_size"] == 64 and checkpoint["train_config"]["epochs"] == 1
+    assert model.config == create_model("shapes").config and checkpoint["classes"][0] == "circle"

@@ -15,10 +15,12 @@ from torch import nn
 from .checkpoint import load_checkpoint, load_model
 from .i18n import _
 
-__all__ = ["SHAPES_ASSET", "load_pretrained", "load_shapes_model"]
+__all__ = ["SHAPES_ASSET", "SHAPES_DATA", "load_pretrained", "load_shapes_model", "train_shapes_model"]
 
-# A shapes ViT trained by ``python -m vit_lesson.recipes shapes`` (shipped in the package).
+# The shapes ViT shipped in the package, trained by ``python -m vit_lesson.pretrained``
+# (:func:`train_shapes_model`): ``RECIPES["shapes"]`` on ``SHAPES_DATA``.
 SHAPES_ASSET = "shapes_vit.pt"
+SHAPES_DATA = dict(train_size=10000, test_size=1000, seed=0)
 
 
 def load_shapes_model():
@@ -31,7 +33,7 @@ def load_shapes_model():
     with as_file(files("vit_lesson") / "assets" / SHAPES_ASSET) as path:
         if not path.is_file():
             raise FileNotFoundError(_("The shapes model {asset!r} is not in this installation ({path}); "
-                                      "create it with `python -m vit_lesson.recipes shapes`.").format(
+                                      "create it with `python -m vit_lesson.pretrained`.").format(
                                         asset=SHAPES_ASSET, path=path))
         return load_model(path)
 
@@ -76,3 +78,36 @@ def load_pretrained(entry, config, source, overrides: dict) -> nn.Module:
     if num_classes is not None and num_classes != model.config.num_classes:
         model.reset_classifier(num_classes)
     return model.eval()
+
+
+def train_shapes_model(path=None, out_dir=None):
+    """Train the shipped shapes ViT (``RECIPES["shapes"]`` on ``SHAPES_DATA``, seeded) and write it to
+    ``path`` (default: the package's ``assets/shapes_vit.pt``), weights and history only. -> ``path``."""
+    from pathlib import Path
+
+    import torch
+
+    from .checkpoint import save_checkpoint
+    from .data import ShapesDataset
+    from .factory import create_model
+    from .recipes import RECIPES
+    from .train import TrainConfig, train
+
+    recipe, data = RECIPES["shapes"], SHAPES_DATA
+    path = Path(path) if path else Path(__file__).resolve().parent / "assets" / SHAPES_ASSET
+    train_set = ShapesDataset(data["train_size"], image_size=recipe.image_size, seed=data["seed"], augment=True)
+    test_set = ShapesDataset(data["test_size"], image_size=recipe.image_size, seed=data["seed"] + 1)
+    torch.manual_seed(data["seed"])
+    model = create_model(recipe.model)
+    config = TrainConfig(seed=data["seed"], out_dir=out_dir, **recipe.train)
+    history = train(model, train_set, test_set, config)
+    save_checkpoint(path, model, epoch=len(history), history=history, config=config,
+                    classes=list(train_set.classes), recipe=dict(data))
+    return path
+
+
+if __name__ == "__main__":  # python -m vit_lesson.pretrained [path]: train and write the shapes model
+    import sys
+
+    written = train_shapes_model(*sys.argv[1:2])
+    print(f"wrote {written} ({written.stat().st_size / 1e6:.2f} MB)")
