@@ -51,7 +51,7 @@ HINTS: dict = {}
 _HINTS_SHOWN: dict = {}
 
 #: Called after every printed exercise check as ``hook(exercise_id, check_name, args, kwargs, result)``.
-#: In a notebook the teacher grades, :mod:`vit_lesson.checks.remote` registers the hook that
+#: In a notebook the teacher grades, :mod:`vit_lesson.checks.agent` registers the hook that
 #: hands the answers to the grader, which runs the check again in its own process.
 CHECK_HOOKS: list = []
 

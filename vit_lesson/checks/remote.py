@@ -3,14 +3,14 @@
 The grader runs each check in its own process (:mod:`vit_lesson.grading.verdicts`). What the
 check was given lives in the kernel; :class:`Bridge` turns the agent's plain-data description of
 it (:mod:`vit_lesson.checks.agent`) into local values: tensors and containers as they are, a
-learner's function as a :class:`RemoteFunction` and a learner's module as a :class:`RemoteModule`
-(its parameters, buffers and children here, torch's own layers as real local copies), whose calls
-go back to the kernel. Nothing from the sandbox is unpickled (pickles go only *to* it); an answer
+learner's function as a :class:`~.proxies.RemoteFunction` and a learner's module as a
+:class:`~.proxies.RemoteModule` (its parameters, buffers and children here, torch's own layers as
+real local copies), whose calls go back to the kernel. Nothing from the sandbox is unpickled (pickles go only *to* it); an answer
 that is a function, class or module of ``vit_lesson`` itself is named by :func:`package_answer`.
 
 The transport, ``request(dict) -> dict``, is the grader's (:mod:`vit_lesson.grading.session`):
 ``AGENT.respond(nonce, request)`` as a silent execute request, the reply read from the display
-message with :data:`MIME` and the nonce.
+message with the agent's :data:`~.agent.MIME` and the nonce.
 """
 
 from __future__ import annotations
@@ -23,75 +23,10 @@ import torch
 from torch import nn
 
 from ..i18n import _
-from .agent import MAX_DEPTH, MIME, TENSOR_DTYPES, _restore, is_package_answer
+from .agent import MAX_DEPTH, TENSOR_DTYPES, is_package_answer
+from .proxies import TORCH_NN, BridgeError, RemoteError, RemoteFunction, RemoteModule
 
-__all__ = ["Bridge", "BridgeError", "RemoteFunction", "RemoteModule", "package_answer", "MIME"]
-
-
-class BridgeError(Exception):
-    """The grader could not run the learner's code (the kernel died, timed out, or replied nonsense)."""
-
-
-class RemoteError(Exception):
-    """Base of the exceptions the learner's code raised in its kernel (named like the original)."""
-
-
-def _torch_nn_classes() -> dict[str, type]:
-    classes = {}
-    for name in dir(nn):
-        value = getattr(nn, name)
-        if isinstance(value, type) and issubclass(value, nn.Module) and value.__module__.startswith("torch.nn."):
-            classes[f"{value.__module__}.{value.__qualname__}"] = value
-    return classes
-
-
-_TORCH_NN = _torch_nn_classes()
-
-
-class RemoteFunction:
-    """A learner's function (or class, or other callable) in the kernel; calling it runs it there."""
-
-    def __init__(self, bridge, info: dict):
-        self._bridge, self._ref = bridge, info["ref"]
-        self.__name__ = self.__qualname__ = info.get("name") or info.get("type") or "answer"
-        self.__module__ = info.get("module") or "__main__"
-        self.remote_type = info.get("type")
-        self.is_class = bool(info.get("is_class"))
-
-    def __call__(self, *args, **kwargs):
-        return self._bridge.call(self._ref, None, args, kwargs)
-
-    def __reduce__(self):
-        return _restore, (self._ref,)
-
-    def __repr__(self):
-        return f"<the learner's {self.__qualname__} (in the sandbox)>"
-
-
-class RemoteModule(nn.Module):
-    """A local stand-in for a learner's module: its parameters, buffers and children are here (torch's
-    own layers as real local copies); its ``forward`` (and its other methods) run in the kernel, which
-    first receives the current parameters and train/eval flags."""
-
-    _vl_bridge = None
-    _vl_ref = None
-    _vl_methods = ()
-
-    def forward(self, *args, **kwargs):
-        return self._vl_bridge.call(self._vl_ref, None, args, kwargs, module=self)
-
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            methods = self.__dict__.get("_vl_methods", ())
-            if name in methods:
-                bridge, ref = self.__dict__["_vl_bridge"], self.__dict__["_vl_ref"]
-                return lambda *args, **kwargs: bridge.call(ref, name, args, kwargs, module=self)
-            raise
-
-    def __reduce__(self):
-        return _restore, (self._vl_ref,)
+__all__ = ["Bridge"]
 
 
 class Bridge:
@@ -184,7 +119,7 @@ class Bridge:
 
     def _module(self, value, depth: int) -> nn.Module:
         qualname, module_name = str(value.get("cls")), str(value.get("module"))
-        builtin = _TORCH_NN.get(f"{module_name}.{qualname}")
+        builtin = TORCH_NN.get(f"{module_name}.{qualname}")
         if builtin is not None:
             cls = builtin
         else:
@@ -284,12 +219,3 @@ class Bridge:
                         tensor = self._tensor(value)
                         if state[name].shape == tensor.shape:
                             state[name].copy_(tensor.to(state[name].dtype))
-
-
-def package_answer(value) -> str | None:
-    """``"vit_lesson.patches.patchify"`` if ``value`` (a decoded answer) is an object of the course package."""
-    if isinstance(value, RemoteFunction) and is_package_answer(value.__module__):
-        return f"{value.__module__}.{value.__qualname__}"
-    if isinstance(value, nn.Module) and value.__dict__.get("_vl_package"):
-        return f"{type(value).__module__}.{type(value).__qualname__}"
-    return None

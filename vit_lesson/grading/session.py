@@ -1,15 +1,12 @@
 """Running one notebook in its sandbox: its cells through nbclient, its checks in the grader's process.
 
-A :class:`Session` starts the kernel inside the notebook's :class:`~.sandbox.Sandbox`, starts
-the agent there (:func:`vit_lesson.checks.agent.start`) and runs the code cells one by one.
-While a cell runs, the agent sends what each check of it was given (the kernel client hands
-those messages to :meth:`Session.on_answers`; they never reach the notebook). When the cell has
-finished, the grader runs each of those checks itself (:func:`.verdicts.run_check`), its calls
-of the learner's code going back to the kernel over :meth:`Session.rpc`. No cell is added to
-the notebook and nothing is asked of the kernel between cells: a cell without a check costs
-the grader nothing. The checks run *after their cell*, so what they see is what the check cell
-saw, and a kernel that dies later keeps the verdicts it had earned.
-"""
+A :class:`Session` starts the kernel in the notebook's :class:`~.sandbox.Sandbox`, starts the
+agent there (:func:`vit_lesson.checks.agent.start`) and runs the code cells one by one. While a
+cell runs, the agent sends what each of its checks was given (:meth:`Session.on_answers`; never
+part of the notebook); when the cell has finished, the grader runs those checks itself
+(:func:`.verdicts.run_check`), their calls of the learner's code going to the kernel over
+:meth:`Session.rpc`. No cell is added and nothing is asked between cells. The checks run right
+after their cell, on what the check saw, and a kernel that dies later keeps the verdicts it earned."""
 
 from __future__ import annotations
 
@@ -88,7 +85,7 @@ class Session:
         from queue import Empty
 
         from ..checks.agent import MIME
-        from ..checks.remote import BridgeError
+        from ..checks.proxies import BridgeError
 
         nonce = secrets.token_hex(8)
         code = ("__import__('importlib').import_module('vit_lesson.checks.agent').AGENT.respond("

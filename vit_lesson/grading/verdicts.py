@@ -50,7 +50,7 @@ class Verdict:
 def run_check(entry: dict, bridge) -> Verdict:
     """Run the grader's own check on the answers an entry describes (in a worker thread; never raises)."""
     from ..checks.core import CHECKS, find_check
-    from ..checks.remote import package_answer
+    from ..checks.proxies import package_answer
 
     exercise_id, name = str(entry.get("exercise", "")), str(entry.get("check", ""))
     find_check(name)  # imports every check module, so the registry is complete
