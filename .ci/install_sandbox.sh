@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install bubblewrap (/usr/bin/bwrap), the grader's sandbox (vit_lesson/sandbox.py) that
+# Install bubblewrap (/usr/bin/bwrap), the grader's sandbox (vit_lesson/grading/sandbox.py) that
 # tests/test_grading_sandbox.py proves. Idempotent: does nothing when it is already there.
 # Needs root (CI containers run as root) or sudo. Without it the grader falls back to its
 # weaker "process" sandbox, and the bubblewrap tests fail in CI (VIT_LESSON_REQUIRE_BWRAP=1) instead of skipping.
