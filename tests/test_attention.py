@@ -13,7 +13,7 @@ from einops import rearrange
 from torch import nn
 
 from vit_lesson import checks
-from vit_lesson.attention import Attention, validate_heads, scaled_dot_product_attention
+from vit_lesson.attention import Attention, scaled_dot_product_attention, validate_heads
 
 
 @pytest.fixture(autouse=True)

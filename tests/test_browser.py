@@ -111,7 +111,8 @@ def lab(tmp_path):
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--expose-app-in-browser",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}",
-               f"--LabApp.workspaces_dir={private / 'workspaces'}", f"--LabApp.user_settings_dir={private / 'settings'}",
+               f"--LabApp.workspaces_dir={private / 'workspaces'}",
+               f"--LabApp.user_settings_dir={private / 'settings'}",
                "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])]
     log = (tmp_path / "lab.log").open("w")

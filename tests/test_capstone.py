@@ -209,7 +209,7 @@ def test_block_passes_even_with_an_unfinished_attention():
     (lambda self, x: self.norm2((h := self.norm1(x + self.attn(x))) + self.mlp(h)), "post-norm order"),
     (lambda self, x: self.mlp(self.norm2(self.attn(self.norm1(x)))), "both residual connections are missing"),
     (lambda self, x: (h := x + self.attn(self.norm1(x))) + self.mlp(h), "without its LayerNorm"),
-    (lambda self, x: (h := x + self.attn(self.norm1(x))) + self.mlp(self.norm2(x)), "parallel"),
+    (lambda self, x: (x + self.attn(self.norm1(x))) + self.mlp(self.norm2(x)), "parallel"),
     (lambda self, x: (h := x + self.attn(self.norm2(x))) + self.mlp(self.norm1(h)), "swapped"),
 ])
 def test_block_names_the_mistake(forward, words):

@@ -173,7 +173,8 @@ def test_6_2_names_hard_coded_none_and_nan_answers(answer, words):
 def test_6_2_a_list_of_names_copied_from_one_model_fails_on_the_others():
     from vit_lesson.checks.training import _tiny_vit
 
-    decayed_names = {n for n, p in _tiny_vit().named_parameters() if p.ndim >= 2 and n not in ("pos_embed", "cls_token")}
+    decayed_names = {n for n, p in _tiny_vit().named_parameters()
+                     if p.ndim >= 2 and n not in ("pos_embed", "cls_token")}
 
     def by_names(model, weight_decay):
         named = list(model.named_parameters())

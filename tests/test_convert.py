@@ -4,11 +4,17 @@ import pytest
 import timm
 import torch
 
-from vit_lesson.model import validate_state_dict
-from vit_lesson.convert import (check_timm_compatible, create_timm_model, from_timm_state_dict, imagenet_labels,
-                                load_pretrained_timm, timm_from_vit, vit_from_timm)
+from vit_lesson.convert import (
+    check_timm_compatible,
+    create_timm_model,
+    from_timm_state_dict,
+    imagenet_labels,
+    load_pretrained_timm,
+    timm_from_vit,
+    vit_from_timm,
+)
 from vit_lesson.images import imagenet_transform, load_photo
-from vit_lesson.model import ViT
+from vit_lesson.model import ViT, validate_state_dict
 from vit_lesson.registry import get_config
 
 

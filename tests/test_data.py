@@ -1,4 +1,5 @@
-"""vit_lesson.data (digits, shapes, images): splits, determinism, shapes masks/boxes, folder errors, a CIFAR-format folder."""
+"""vit_lesson.data (digits, shapes, images): splits, determinism, shapes masks/boxes, folder errors,
+a CIFAR-format folder."""
 
 import pickle
 from collections import Counter
@@ -8,9 +9,19 @@ import pytest
 import torch
 from PIL import Image
 
-from vit_lesson.data import (CIFAR10_MEAN, DIGITS_CLASSES, SHAPES_CLASSES, RandomShiftRotate, ShapesDataset,
-                             cifar10_datasets, digits_arrays, digits_datasets, image_folder_dataset,
-                             image_folder_datasets, load_datasets)
+from vit_lesson.data import (
+    CIFAR10_MEAN,
+    DIGITS_CLASSES,
+    SHAPES_CLASSES,
+    RandomShiftRotate,
+    ShapesDataset,
+    cifar10_datasets,
+    digits_arrays,
+    digits_datasets,
+    image_folder_dataset,
+    image_folder_datasets,
+    load_datasets,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from vit_lesson import checks
-from vit_lesson.distill import (DistillationLoss, DistilledViT, distillation_loss, freeze, hard_distillation_loss,
-                                make_loss_fn, small_resnet, soft_distillation_loss)
+from vit_lesson.distill import (
+    DistillationLoss,
+    DistilledViT,
+    distillation_loss,
+    freeze,
+    hard_distillation_loss,
+    make_loss_fn,
+    small_resnet,
+    soft_distillation_loss,
+)
 from vit_lesson.model import ViT
 from vit_lesson.registry import get_config
 
@@ -139,7 +147,8 @@ def test_small_resnet_is_torchvisions_resnet_with_a_small_image_stem():
     full = small_resnet(num_classes=1000, in_chans=3, width=64)
     reference = torchvision.models.resnet18()
     # Same stages as ResNet-18; only conv1 (3x3 instead of 7x7) differs.
-    assert sum(p.numel() for p in reference.parameters()) - sum(p.numel() for p in full.parameters()) == 64 * 3 * (49 - 9)
+    difference = sum(p.numel() for p in reference.parameters()) - sum(p.numel() for p in full.parameters())
+    assert difference == 64 * 3 * (49 - 9)
     with pytest.raises(ValueError, match="ResNet-18, -34 or -50"):
         small_resnet(depth=101)
 
@@ -170,7 +179,8 @@ def test_token_loss_trains_each_head_on_its_own_target():
     loss, out = make_loss_fn(teacher, "token", alpha=0.5)(student, images, labels)
     cls_logits, dist_logits = student.forward_heads(images)
     teacher_labels = teacher(images).argmax(-1)
-    torch.testing.assert_close(loss, 0.5 * F.cross_entropy(cls_logits, labels) + 0.5 * F.cross_entropy(dist_logits, teacher_labels))
+    torch.testing.assert_close(
+        loss, 0.5 * F.cross_entropy(cls_logits, labels) + 0.5 * F.cross_entropy(dist_logits, teacher_labels))
     torch.testing.assert_close(out, (cls_logits + dist_logits) / 2)
     with pytest.raises(ValueError, match="DistilledViT"):
         make_loss_fn(teacher, "token")(ViT(small_config()), images, labels)
@@ -245,7 +255,8 @@ def test_check_8_1_alpha_swapped_blog_post_and_placeholder():
     assert "swapped" in checks.check_distillation_loss(swapped).message
 
     def blog_post(s, t, y, alpha=0.5, temperature=4.0):  # the post's body: T is never defined
-        return alpha * F.cross_entropy(s, y) + (1 - alpha) * _kl(F.log_softmax(s / T, -1), F.softmax(t / T, -1)) * T ** 2  # noqa: F821
+        return (alpha * F.cross_entropy(s, y)
+                + (1 - alpha) * _kl(F.log_softmax(s / T, -1), F.softmax(t / T, -1)) * T ** 2)  # noqa: F821
 
     assert "NameError" in checks.check_distillation_loss(blog_post).message
 
@@ -265,7 +276,8 @@ def test_check_8_2():
 
 def test_loss_mirror_raises_on_drift(capsys):
     s, t, y = logits()
-    checks.check_loss_mirror(DistillationLoss(0.3, 4.0), lambda *a: distillation_loss(*a, alpha=0.3, temperature=4.0), s, t, y)
+    checks.check_loss_mirror(DistillationLoss(0.3, 4.0), lambda *a: distillation_loss(*a, alpha=0.3, temperature=4.0),
+                             s, t, y)
     assert "✅ Mirror" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="disagree"):
         checks.check_loss_mirror(DistillationLoss(0.3, 4.0), DistillationLoss(0.3, 2.0), s, t, y)

@@ -9,8 +9,13 @@ from torch import nn
 
 from vit_lesson import checks
 from vit_lesson.block import Block
-from vit_lesson.embeddings import (ViTEmbeddings, trunc_normal_, prepend_class_token, resize_position_embedding,
-                                   sincos_2d_position_embedding)
+from vit_lesson.embeddings import (
+    ViTEmbeddings,
+    prepend_class_token,
+    resize_position_embedding,
+    sincos_2d_position_embedding,
+    trunc_normal_,
+)
 from vit_lesson.model import ViT
 from vit_lesson.registry import get_config
 
@@ -240,7 +245,8 @@ def _resize_with(mode, antialias=False, align_corners=None, dim=None, side=None)
         cls, grid = pos_embed[:, :1], pos_embed[:, 1:]
         s, d = side or int(grid.shape[1] ** 0.5), dim or grid.shape[-1]
         grid = grid.reshape(1, s, s, d).permute(0, 3, 1, 2)
-        extra = {} if mode in ("area", "nearest", "nearest-exact") else {"antialias": antialias, "align_corners": align_corners}
+        extra = ({} if mode in ("area", "nearest", "nearest-exact")
+                 else {"antialias": antialias, "align_corners": align_corners})
         grid = F.interpolate(grid, size=(new_grid, new_grid), mode=mode, **extra)
         return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(1, -1, d)], dim=1)
     return resize

@@ -13,8 +13,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
-from vit_lesson.hf import (config_from_hf, hf_from_vit, hf_to_ours, ours_to_hf, to_hf_config,  # noqa: E402
-                           vit_from_hf)
+from vit_lesson.hf import config_from_hf, hf_from_vit, hf_to_ours, ours_to_hf, to_hf_config, vit_from_hf  # noqa: E402
 from vit_lesson.model import ViT, ViTConfig  # noqa: E402
 
 SMALL = ViTConfig(image_size=32, patch_size=8, hidden_size=48, num_hidden_layers=2, num_attention_heads=3,

@@ -23,7 +23,8 @@ def config(image_size=16, channels=1, **overrides):
 def test_resnet_stem_is_the_resnets_own_early_stages(stages, channels, size):
     resnet = small_resnet(10, 1, width=8).eval()
     stem = resnet_stem(resnet, stages)
-    assert list(dict(stem.named_children())) == ["conv1", "bn1", "relu", "maxpool"] + [f"layer{i}" for i in range(1, stages + 1)]
+    layers = [f"layer{i}" for i in range(1, stages + 1)]
+    assert list(dict(stem.named_children())) == ["conv1", "bn1", "relu", "maxpool"] + layers
     assert stem.conv1 is resnet.conv1  # shared, not copied: pretrained weights come along
     x = torch.randn(2, 1, 16, 16)
     out = stem(x)
@@ -65,8 +66,9 @@ def test_parameter_names_are_timms_and_equal_timms_hybrid():
     torch.manual_seed(0)
     model = HybridViT(config(), resnet_stages=2, resnet_width=8).eval()
     names = set(model.state_dict())
-    assert {"patch_embed.proj.weight", "patch_embed.backbone.conv1.weight", "patch_embed.backbone.layer2.1.conv2.weight",
-            "cls_token", "pos_embed", "blocks.1.attn.qkv.weight", "norm.weight", "head.weight"} <= names
+    assert {"patch_embed.proj.weight", "patch_embed.backbone.conv1.weight",
+            "patch_embed.backbone.layer2.1.conv2.weight", "cls_token", "pos_embed", "blocks.1.attn.qkv.weight",
+            "norm.weight", "head.weight"} <= names
     embed = partial(HybridEmbed, backbone=copy.deepcopy(model.patch_embed.backbone))
     reference = VisionTransformer(img_size=16, patch_size=1, in_chans=1, num_classes=10, embed_dim=32, depth=2,
                                   num_heads=4, mlp_ratio=2.0, embed_layer=embed).eval()
@@ -118,7 +120,8 @@ def test_check_9_1_passes_correct_answers():
     (lambda r, k: r, "classification logits"),
     (lambda r, k: nn.Sequential(*list(r.children())[:-1]), "average pool"),
     (lambda r, k: resnet_stem(r, k + 1), "the map after layer"),
-    (lambda r, k: nn.Sequential(r.conv1, r.bn1, r.maxpool, *[getattr(r, f"layer{i}") for i in range(1, k + 1)]), "ReLU"),
+    (lambda r, k: nn.Sequential(r.conv1, r.bn1, r.maxpool, *[getattr(r, f"layer{i}") for i in range(1, k + 1)]),
+     "ReLU"),
 ])
 def test_check_9_1_names_each_mistake(wrong, words):
     result = checks.check_resnet_stem(wrong)
@@ -136,7 +139,8 @@ def test_check_9_1_placeholder():
 # --- check 9.1: BatchNorms that are not the identity, copies, more named mistakes ----------------------
 
 def stem_of(names):
-    return lambda r, k: nn.Sequential(*[getattr(r, n) for n in names] + [getattr(r, f"layer{i}") for i in range(1, k + 1)])
+    return lambda r, k: nn.Sequential(*[getattr(r, n) for n in names]
+                                      + [getattr(r, f"layer{i}") for i in range(1, k + 1)])
 
 
 @pytest.mark.parametrize("wrong, words", [

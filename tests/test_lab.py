@@ -71,7 +71,8 @@ class Lab:
                                                   "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=timeout) as response:
             text = response.read().decode()
-            return response.status, (json.loads(text) if "json" in response.headers.get("Content-Type", "") and text else text)
+            is_json = "json" in response.headers.get("Content-Type", "") and text
+            return response.status, (json.loads(text) if is_json else text)
 
 
 @pytest.fixture
@@ -86,7 +87,8 @@ def lab(tmp_path):
         deadline = time.monotonic() + 45
         while True:
             if process.poll() is not None:
-                pytest.fail(f"`make lab` exited with {process.returncode}:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
+                tail = (tmp_path / "lab.log").read_text()[-3000:]
+                pytest.fail(f"`make lab` exited with {process.returncode}:\n{tail}")
             try:
                 if server.request("GET", "/api/status", timeout=2)[0] == 200:
                     break

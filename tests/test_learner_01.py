@@ -65,7 +65,8 @@ def reshape_patchify(images, p):
 def test_patchify_check_passes_correct_answers(patchify_fn, capsys):
     result = checks.check_patchify(patchify_fn)
     assert result.status == PASS and "[1, 3, 224, 224] -> [1, 196, 768]" in result.message
-    assert capsys.readouterr().out.strip() == result.line and result.line.startswith("✅ Exercise 1.1 (patchify) passed")
+    assert capsys.readouterr().out.strip() == result.line
+    assert result.line.startswith("✅ Exercise 1.1 (patchify) passed")
 
 
 def test_patchify_check_accepts_pixel_first_with_a_note():
@@ -80,17 +81,23 @@ def _b(x):
 PATCHIFY_MISTAKES = {
     "unfold without transpose": (lambda x, p: F.unfold(x, p, stride=p), ["[B, C*P*P, N]", "transpose(1, 2)"]),
     "unfold reshaped instead of transposed": (
-        lambda x, p: F.unfold(x, p, stride=p).reshape(_b(x), -1, x.shape[1] * p * p), ["reshape/view", ".transpose(1, 2)"]),
-    "view without permute": (lambda x, p: x.view(_b(x), -1, x.shape[1] * p * p), ["scrambled", "P x P squares", "the axes have to move"]),
+        lambda x, p: F.unfold(x, p, stride=p).reshape(_b(x), -1, x.shape[1] * p * p),
+        ["reshape/view", ".transpose(1, 2)"]),
+    "view without permute": (
+        lambda x, p: x.view(_b(x), -1, x.shape[1] * p * p), ["scrambled", "P x P squares", "the axes have to move"]),
     "channel mixed into patches": (
-        lambda x, p: x.unfold(2, p, p).unfold(3, p, p).reshape(_b(x), -1, x.shape[1] * p * p), ["channel axis", "[B, h, w, C, P, P]"]),
+        lambda x, p: x.unfold(2, p, p).unfold(3, p, p).reshape(_b(x), -1, x.shape[1] * p * p),
+        ["channel axis", "[B, h, w, C, P, P]"]),
     "column-major patch order": (
-        lambda x, p: einops_patchify(x, p, "b c (h p1) (w p2) -> b (w h) (c p1 p2)"), ["column-major", "(h w), not (w h)"]),
+        lambda x, p: einops_patchify(x, p, "b c (h p1) (w p2) -> b (w h) (c p1 p2)"),
+        ["column-major", "(h w), not (w h)"]),
     "transposed patches": (
         lambda x, p: einops_patchify(x, p, "b c (h p1) (w p2) -> b (h w) (c p2 p1)"), ["transposed", "p2 before p1"]),
-    "grid not flattened": (lambda x, p: einops_patchify(x, p, "b c (h p1) (w p2) -> b h w (c p1 p2)"), ["still a 2 x 3 grid"]),
-    "square-image count": (lambda x, p: einops_patchify(x[..., :x.shape[2]], p), ["wrong number of patches", "= 6, got 4",
-                                                                                  "H // P and W // P separately"]),
+    "grid not flattened": (
+        lambda x, p: einops_patchify(x, p, "b c (h p1) (w p2) -> b h w (c p1 p2)"), ["still a 2 x 3 grid"]),
+    "square-image count": (
+        lambda x, p: einops_patchify(x[..., :x.shape[2]], p),
+        ["wrong number of patches", "= 6, got 4", "H // P and W // P separately"]),
     "hard-coded patch size": (lambda x, p: einops_patchify(x, 4), ["hard-coded", "[1, 3136, 48]"]),
     "crashes": (lambda x, p: x.reshape(-1, 5), ["your code raised RuntimeError"]),
 }
@@ -117,9 +124,11 @@ EMBED_MISTAKES = {
     "no transpose": (lambda x, conv: conv(x).flatten(2), ["[B, D, N] = [2, 8, 6]", "did not transpose"]),
     "no flatten": (lambda x, conv: conv(x), ["feature map [B, D, h, w]", ".flatten(2)"]),
     "flatten(1)": (lambda x, conv: conv(x).flatten(1), ["flatten(1) merged D", "flatten(2)"]),
-    "reshape instead of transpose": (lambda x, conv: conv(x).flatten(2).reshape(2, 6, 8), ["scrambled", ".transpose(1, 2)"]),
+    "reshape instead of transpose": (
+        lambda x, conv: conv(x).flatten(2).reshape(2, 6, 8), ["scrambled", ".transpose(1, 2)"]),
     "column-major": (lambda x, conv: conv(x).transpose(2, 3).flatten(2).transpose(1, 2), ["column-major"]),
-    "a new conv": (lambda x, conv: nn.Conv2d(3, 8, 4, 4)(x).flatten(2).transpose(1, 2), ["wrong values", "`conv` passed in"]),
+    "a new conv": (
+        lambda x, conv: nn.Conv2d(3, 8, 4, 4)(x).flatten(2).transpose(1, 2), ["wrong values", "`conv` passed in"]),
 }
 
 
@@ -150,11 +159,14 @@ def linear_from(weight, bias=None):
 LINEAR_MISTAKES = {
     "weight transposed": (lambda conv: linear_from(conv.weight.flatten(1).T), ["[in, out]", "[8, 48]"]),
     "no bias": (lambda conv: linear_from(conv.weight.flatten(1)), ["bias is missing"]),
-    "pixel-first kernel": (lambda conv: linear_from(conv.weight.permute(0, 2, 3, 1).flatten(1), conv.bias), ["pixel-first"]),
-    "transposed kernel": (lambda conv: linear_from(conv.weight.transpose(2, 3).flatten(1), conv.bias), ["kernel is transposed"]),
+    "pixel-first kernel": (
+        lambda conv: linear_from(conv.weight.permute(0, 2, 3, 1).flatten(1), conv.bias), ["pixel-first"]),
+    "transposed kernel": (
+        lambda conv: linear_from(conv.weight.transpose(2, 3).flatten(1), conv.bias), ["kernel is transposed"]),
     "weights not copied": (lambda conv: nn.Linear(48, 8), ["wrong values", "Copy the conv's numbers"]),
     "returns the conv": (lambda conv: conv, ["should return an nn.Linear, got Conv2d"]),
-    "in-place copy with grad": (lambda conv: nn.Linear(48, 8).weight.copy_(conv.weight.flatten(1)), ["your code raised RuntimeError"]),
+    "in-place copy with grad": (
+        lambda conv: nn.Linear(48, 8).weight.copy_(conv.weight.flatten(1)), ["your code raised RuntimeError"]),
 }
 
 
@@ -244,8 +256,8 @@ def test_strip_solutions_keeps_indentation_and_the_hint():
     assert "flatten(2).transpose" not in learner.split("Hint")[-1] and "return x\n" not in learner
     assert ("        # YOUR CODE HERE\n        raise NotImplementedError('Exercise not done yet: replace this line "
             "with your code. Hint: flatten(2), then transpose(1, 2).')\n") in learner
-    assert "    raise NotImplementedError('Exercise not done yet: replace this line with your code. Hint: see the text " \
-           "above this cell.')\n" in learner
+    assert ("    raise NotImplementedError('Exercise not done yet: replace this line with your code. "
+            "Hint: see the text above this cell.')\n") in learner
     assert learner.startswith("import torch\n\nclass Tokens") and learner.endswith("print('after')")
     namespace = {}
     exec(compile(learner, "learner", "exec"), namespace)

@@ -71,7 +71,8 @@ def test_learner_version_has_placeholders_with_hints_and_nothing_else_changed(so
                 assert above.startswith("# Hint:"), f"{where}: the line above {BEGIN} must be a '# Hint: ...' comment"
                 hint = above.removeprefix("# Hint:").strip()
                 assert hint in after.source, f"{where}: the placeholder does not carry the hint {hint!r}"
-        placeholders = after.source.count("raise NotImplementedError(") - before.source.count("raise NotImplementedError(")
+        placeholder = "raise NotImplementedError("
+        placeholders = after.source.count(placeholder) - before.source.count(placeholder)
         assert placeholders == blocks, f"{where}: {blocks} solution blocks but {placeholders} placeholders"
         try:
             ast.parse(python_source(after.source))

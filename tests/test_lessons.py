@@ -6,8 +6,8 @@
   (a literal such as ``1e-5`` in "<= 1e-5: True", a config value) or in the checks' code (a check's
   own constants), or be exercise numbers
   ("Exercise 3.1"). A cell whose decimals are exact arithmetic on integers (parameter and FLOP
-  counts, "225 / 16 = 14.06") says so in a ``# exact: <why>`` comment. The CI run of the notebooks under another instruction set and thread count
-  (``make test-portable``) proves the rest.
+  counts, "225 / 16 = 14.06") says so in a ``# exact: <why>`` comment. The CI run of the notebooks
+  under another instruction set and thread count (``make test-portable``) proves the rest.
 - **Figures a learner can read.** Every stored PNG was drawn at >= 100 dpi (matplotlib writes the
   dpi into the PNG) and is at least 400 px wide.
 - **Hints that guide.** Every exercise has graded hints registered with its check; the first is
@@ -37,7 +37,8 @@ EXERCISE_NUMBER = re.compile(r"(Exercise|exercise|hint\(\"|Mirror|version|v)\s*\
 CODE_IN_HINT = re.compile(r"\w\(|\)\.|\[[^\]]*:|\w\.\w+\(|=|`")
 MIN_DPI, MIN_WIDTH = 100, 400
 #: Decimals written as literals in the checks' own code (``for (alpha, T) = (0.3, 4)``): constants, not results.
-CHECK_LITERALS = {float(d) for path in Path(checks.__file__).parent.glob("*.py") for d in DECIMAL.findall(path.read_text())}
+CHECK_LITERALS = {float(d) for path in Path(checks.__file__).parent.glob("*.py")
+                  for d in DECIMAL.findall(path.read_text())}
 
 
 def code_cells(path):

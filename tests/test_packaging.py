@@ -86,7 +86,8 @@ def test_optional_modules_belong_to_their_extras():
         if module != "jupyter_client":  # nbclient's own dependency
             assert canonical(module) in names[extra], f"{module} is not in the [{extra}] extra"
     assert {canonical(m) for m in NOTEBOOK_MODULES} == names["notebooks"]
-    assert "vit-lesson[notebooks]" in {canonical(r.split("[")[0]) + "[" + r.split("[")[1] for r in extras["lab"] if "[" in r}
+    assert "vit-lesson[notebooks]" in {canonical(r.split("[")[0]) + "[" + r.split("[")[1]
+                                       for r in extras["lab"] if "[" in r}
     core = {canonical(NAME.match(r).group(1)) for r in PROJECT["project"]["dependencies"]}
     assert not core & {"nbformat", "nbclient", "ipykernel", "timm", "ipywidgets", "jupyterlab"}, core
 

@@ -8,8 +8,15 @@ from einops import rearrange
 from PIL import Image
 from torch import nn
 
-from vit_lesson.images import (IMAGENET_MEAN, IMAGENET_STD, SAMPLE_PHOTOS, denormalize, imagenet_transform,
-                               load_photo, to_display)
+from vit_lesson.images import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SAMPLE_PHOTOS,
+    denormalize,
+    imagenet_transform,
+    load_photo,
+    to_display,
+)
 from vit_lesson.patches import PatchEmbedding, patchify, unpatchify
 
 

@@ -21,8 +21,15 @@ import pytest
 from conftest import NOTEBOOKS, ROOT
 
 from vit_lesson import checks, i18n
-from vit_lesson.translation import (build_notebook, catalog_problems, compile_package_catalog, notebook_messages,
-                                    package_catalog, package_messages, update_catalog)
+from vit_lesson.translation import (
+    build_notebook,
+    catalog_problems,
+    compile_package_catalog,
+    notebook_messages,
+    package_catalog,
+    package_messages,
+    update_catalog,
+)
 
 LANG = "zh-CN"
 CATALOGS = ROOT / "translations" / LANG
@@ -47,7 +54,8 @@ def test_every_cell_is_translated_and_none_is_stale(path):
 def test_the_chinese_notebook_is_built_from_its_sources(path, tmp_path):
     built = nbformat.read(build_notebook(path, CATALOGS / f"{path.stem}.po", tmp_path / path.name, LANG), as_version=4)
     stored_path = EDITION / path.name
-    assert stored_path.exists(), f"{stored_path.relative_to(ROOT)} is missing: run `python -m vit_lesson translate build`"
+    assert stored_path.exists(), (f"{stored_path.relative_to(ROOT)} is missing: "
+                                  "run `python -m vit_lesson translate build`")
     stored = nbformat.read(stored_path, as_version=4)
     assert [(c.cell_type, c.source) for c in stored.cells] == [(c.cell_type, c.source) for c in built.cells], (
         f"{stored_path.relative_to(ROOT)} differs from what its English notebook and catalog give: run "
@@ -91,7 +99,8 @@ def test_a_changed_english_cell_turns_stale_and_a_new_one_is_missing(tmp_path):
     problems = catalog_problems(notebook_messages(changed), catalog)
     assert len(problems) == 2 and "stale" in problems[0] and "not translated" in problems[1], problems
     stale = next(e for e in polib.pofile(str(catalog)) if "fuzzy" in e.flags)
-    assert stale.previous_msgid and stale.msgstr == "译文", "a stale entry keeps its old translation and the old English"
+    assert stale.previous_msgid and stale.msgstr == "译文", (
+        "a stale entry keeps its old translation and the old English")
     with pytest.raises(ValueError, match="cannot be built"):
         build_notebook(changed, catalog, tmp_path / "out.ipynb", LANG)
 
@@ -109,8 +118,8 @@ def test_the_language_is_chosen_by_one_variable():
     zh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"VIT_LESSON_LANG": LANG,
                         "PATH": "", "HOME": str(ROOT)}, cwd=ROOT)
     assert "练习 0.1" in zh.stdout, zh.stderr
-    en = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": "", "HOME": str(ROOT)},
-                        cwd=ROOT)
+    en = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        env={"PATH": "", "HOME": str(ROOT)}, cwd=ROOT)
     assert "Exercise 0.1" in en.stdout, en.stderr
     with pytest.raises(ValueError, match="Unknown language 'fr'"):
         i18n.set_language("fr")

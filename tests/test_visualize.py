@@ -14,14 +14,28 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
 from vit_lesson import checks  # noqa: E402
-from vit_lesson.attention_maps import (attention_distance, attention_maps, cls_attention,  # noqa: E402
-                                       cls_attention_map, patch_distances, patch_filters,
-                                       position_similarity, rollout, rollout_map, upsample_map)
-from vit_lesson.attention_score import (attention_in_mask, mask_to_grid, pointing_game,  # noqa: E402
-                                        score_attention, uniform_baseline)
+from vit_lesson.attention_maps import (  # noqa: E402
+    attention_distance,
+    attention_maps,
+    cls_attention,
+    cls_attention_map,
+    patch_distances,
+    patch_filters,
+    position_similarity,
+    rollout,
+    rollout_map,
+    upsample_map,
+)
+from vit_lesson.attention_score import attention_in_mask, mask_to_grid, pointing_game, score_attention, uniform_baseline  # noqa: E402
 from vit_lesson.explorer import explore  # noqa: E402
-from vit_lesson.figures import (figure7, plot_attention_distance, plot_patch_filters,  # noqa: E402
-                                plot_position_similarity, show_attention, to_image)
+from vit_lesson.figures import (  # noqa: E402
+    figure7,
+    plot_attention_distance,
+    plot_patch_filters,
+    plot_position_similarity,
+    show_attention,
+    to_image,
+)
 from vit_lesson.model import ViT  # noqa: E402
 from vit_lesson.registry import get_config  # noqa: E402
 
@@ -297,14 +311,14 @@ def correct_map(attentions, layer, grid):
 
 
 @pytest.mark.parametrize("wrong, words", [
-    (lambda a, l, g: a[l].mean(1)[:, 0].reshape(-1, g, g), "class token's attention to itself"),
-    (lambda a, l, g: a[l].mean(1)[:, 1:, 0].reshape(-1, g, g), "column 0"),
-    (lambda a, l, g: a[l][:, :, 0, 1:].reshape(-1, g, g), "one per head"),
-    (lambda a, l, g: a[l][:, 0, 0, 1:].reshape(-1, g, g), "head 0"),
-    (lambda a, l, g: a[l].sum(1)[:, 0, 1:].reshape(-1, g, g), "summed"),
-    (lambda a, l, g: a[l].mean(1)[:, 0, 1:].reshape(-1, g, g).transpose(1, 2), "transposed"),
-    (lambda a, l, g: a[-1].mean(1)[:, 0, 1:].reshape(-1, g, g), "layer 2's map"),
-    (lambda a, l, g: correct_map(a, l, g) / correct_map(a, l, g).sum((1, 2), keepdim=True), "renormalised"),
+    (lambda a, layer, g: a[layer].mean(1)[:, 0].reshape(-1, g, g), "class token's attention to itself"),
+    (lambda a, layer, g: a[layer].mean(1)[:, 1:, 0].reshape(-1, g, g), "column 0"),
+    (lambda a, layer, g: a[layer][:, :, 0, 1:].reshape(-1, g, g), "one per head"),
+    (lambda a, layer, g: a[layer][:, 0, 0, 1:].reshape(-1, g, g), "head 0"),
+    (lambda a, layer, g: a[layer].sum(1)[:, 0, 1:].reshape(-1, g, g), "summed"),
+    (lambda a, layer, g: a[layer].mean(1)[:, 0, 1:].reshape(-1, g, g).transpose(1, 2), "transposed"),
+    (lambda a, layer, g: a[-1].mean(1)[:, 0, 1:].reshape(-1, g, g), "layer 2's map"),
+    (lambda a, layer, g: correct_map(a, layer, g) / correct_map(a, layer, g).sum((1, 2), keepdim=True), "renormalised"),
 ])
 def test_check_cls_attention_map_names_each_mistake(wrong, words):
     result = checks.check_cls_attention_map(wrong)
@@ -313,7 +327,7 @@ def test_check_cls_attention_map_names_each_mistake(wrong, words):
 
 def test_check_cls_attention_map_passes_correct_variants_and_waits_for_placeholder():
     assert checks.check_cls_attention_map(correct_map)
-    assert checks.check_cls_attention_map(lambda a, l, g: cls_attention_map(a, l, g))
+    assert checks.check_cls_attention_map(lambda a, layer, g: cls_attention_map(a, layer, g))
 
     def einsum_version(attentions, layer, grid):  # another spelling of the same thing
         row = torch.einsum("bhn->bn", attentions[layer][:, :, 0, 1:]) / attentions[layer].shape[1]
@@ -391,12 +405,12 @@ def test_shipped_shapes_model_loads_and_classifies_unseen_images():
 # --- exercise checks: varied shapes, copied inputs, more named mistakes ----------------------------
 
 @pytest.mark.parametrize("wrong, words", [
-    (lambda a, l, g: a[l].mean(1)[:, 0, 1:].reshape(-1, 3, 3), "grid size hard-coded"),
-    (lambda a, l, g: (a[l].sum(1) / 3)[:, 0, 1:].reshape(-1, g, g), "number of heads hard-coded"),
-    (lambda a, l, g: a[l].amax(1)[:, 0, 1:].reshape(-1, g, g), "maximum"),
-    (lambda a, l, g: a[l].mean(1)[:, 0, 1:].reshape(-1, g, g) * float("nan"), "NaN"),
+    (lambda a, layer, g: a[layer].mean(1)[:, 0, 1:].reshape(-1, 3, 3), "grid size hard-coded"),
+    (lambda a, layer, g: (a[layer].sum(1) / 3)[:, 0, 1:].reshape(-1, g, g), "number of heads hard-coded"),
+    (lambda a, layer, g: a[layer].amax(1)[:, 0, 1:].reshape(-1, g, g), "maximum"),
+    (lambda a, layer, g: a[layer].mean(1)[:, 0, 1:].reshape(-1, g, g) * float("nan"), "NaN"),
     # writes zeros into the maps it was given, then answers from them: the answer key is not fooled
-    (lambda a, l, g: (a[l].zero_(), correct_map(a, l, g))[1], "wrong values"),
+    (lambda a, layer, g: (a[layer].zero_(), correct_map(a, layer, g))[1], "wrong values"),
 ])
 def test_check_cls_attention_map_names_hard_coded_sizes_nan_and_is_not_fooled_by_writes(wrong, words):
     result = checks.check_cls_attention_map(wrong)
