@@ -84,7 +84,8 @@ def main(argv=None):
           f"{len(test_set)} test images; students: {args.epochs} epochs, batch 32, lr 2e-3; seeds {args.seeds}.")
     print(f"Teacher: ResNet-18 (3x3 stem, width 16), {count_parameters(teacher):,} parameters, "
           f"{args.teacher_epochs} epochs: test accuracy {teacher_acc:.1%} ({time.perf_counter() - start:.0f} s)\n")
-    print(f"| student ({count_parameters(ViT(student_config())):,} parameters) | test accuracy, mean ± std | runs | s / run |")
+    print(f"| student ({count_parameters(ViT(student_config())):,} parameters) "
+          "| test accuracy, mean ± std | runs | s / run |")
     print("|---|---|---|---|")
     for name, (kind, cls) in METHODS.items():
         runs = [train_student(kind, cls, teacher, train_set, test_set, args.epochs, seed) for seed in args.seeds]

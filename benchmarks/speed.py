@@ -81,8 +81,8 @@ def main(argv=None) -> list[dict]:
     device = torch.device(args.device)
     warmup = 1 if args.quick else 3
 
-    print(f"torch {torch.__version__}, device {device} "
-          f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}), "
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(f"torch {torch.__version__}, device {device} ({name}), "
           f"torch threads {torch.get_num_threads()}, median of {args.repeats} repeats x {args.iters} steps")
     print("| model | image | batch | mode | timm img/s | ours (fast) img/s | fast/timm | "
           "ours (readable) img/s | readable/timm |")

@@ -23,8 +23,15 @@ from __future__ import annotations
 
 from .digits import DIGITS_CLASSES, RandomShiftRotate, TensorImageDataset, digits_arrays, digits_datasets
 from .i18n import _
-from .images import (CIFAR10_MEAN, CIFAR10_STD, IMAGE_EXTENSIONS, cifar10_datasets, image_folder_dataset,
-                     image_folder_datasets, photo_transform)
+from .images import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    IMAGE_EXTENSIONS,
+    cifar10_datasets,
+    image_folder_dataset,
+    image_folder_datasets,
+    photo_transform,
+)
 from .shapes import SHAPES_CLASSES, SHAPES_MEAN, SHAPES_STD, ShapesDataset, shapes_datasets
 
 __all__ = [

@@ -111,8 +111,8 @@ def digits_datasets(image_size: int = 16, channels: int = 1, augment=False, seed
     """scikit-learn's handwritten digits as ``(train, test)`` :class:`TensorImageDataset` s.
 
     Items are ``(image [channels, image_size, image_size] float32, label int)``, normalised with
-    the training pixels' mean and std (``train.mean``, ``train.std``). The 8x8 scans (0..16) are scaled to [0, 1] and upscaled
-    bilinearly; ``channels=3`` repeats the grey channel (for models built for colour).
+    the training pixels' mean and std (``train.mean``, ``train.std``). The 8x8 scans (0..16) are
+    scaled to [0, 1] and upscaled bilinearly; ``channels=3`` repeats the grey channel (for models built for colour).
     ``augment`` jitters the training set only: ``True`` is :class:`RandomShiftRotate`'s default
     (shift up to 1/8 of the image, 10 degrees, 10% zoom); or pass your own transform of one
     ``[C, S, S]`` image in [0, 1], e.g. ``RandomShiftRotate(shift=1 / 16)``.

@@ -18,7 +18,7 @@ from ._optional import require
 from .attention_maps import cls_attention_map, rollout_map, stack_attentions
 from .figures import DPI, show_attention, to_image
 
-__all__ = ["AttentionExplorer", "explore"]
+__all__ = ["AttentionExplorer", "explore"]  # noqa: F822 -- AttentionExplorer comes from __getattr__ below
 
 
 def _display_images(dataset, count: int) -> torch.Tensor:
@@ -115,7 +115,7 @@ def __getattr__(name):  # PEP 562: `from vit_lesson.explorer import AttentionExp
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def explore(model, dataset, count: int = 16, classes=None) -> AttentionExplorer:
+def explore(model, dataset, count: int = 16, classes=None) -> AttentionExplorer:  # noqa: F821 -- see __getattr__
     """An interactive attention explorer over the first ``count`` items of ``dataset``.
 
     ``dataset[i]`` is ``(image [C, S, S], label)`` as the model takes it; a ``images_raw``

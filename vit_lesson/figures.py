@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .attention_maps import (attention_distance, grid_side, patch_filters, position_similarity,
-                             upsample_map)
+from .attention_maps import attention_distance, grid_side, patch_filters, position_similarity, upsample_map
 
 DPI = 100  # every figure of this module: readable text, >= 400 px wide
 

@@ -31,8 +31,10 @@ def _block_parts(dim: int = 16, heads: int = 2):
 
 
 @exercise("4.1", "pre-norm block forward", hints=(
-    'Two residual steps. Each branch reads a normalised copy of the stream, and its output is added to the stream itself, which is never normalised.',
-    'First the attention branch: normalise x with norm1, attend, add the result to x. Then the MLP branch on the updated x: normalise with norm2, apply the MLP, add to x.',
+    'Two residual steps. Each branch reads a normalised copy of the stream, and its output is added to the stream '
+    'itself, which is never normalised.',
+    'First the attention branch: normalise x with norm1, attend, add the result to x. Then the MLP branch on the '
+    'updated x: normalise with norm2, apply the MLP, add to x.',
     'x = x + attn(norm1(x))\nx = x + mlp(norm2(x))\nreturn x',
 ))
 def check_block_forward(block_forward):
@@ -91,9 +93,12 @@ def _per_sample_kept(x: torch.Tensor, out: torch.Tensor, keep: float):
 
 
 @exercise("4.2", "drop_path (stochastic depth)", hints=(
-    'Outside training, or with nothing to drop, change nothing. In training, drop whole samples, not single numbers, and scale the samples you keep so that the expected output stays the same.',
-    'Draw one random keep-or-drop per sample: a mask shaped like the batch axis followed by ones (it broadcasts over the rest of x), true with probability 1 - drop_prob. Multiply x by it and divide by 1 - drop_prob.',
-    'if not training or drop_prob == 0.0:\n    return x\nkeep = 1.0 - drop_prob\nmask = torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device) < keep\nreturn x * mask / keep',
+    'Outside training, or with nothing to drop, change nothing. In training, drop whole samples, not single numbers, '
+    'and scale the samples you keep so that the expected output stays the same.',
+    'Draw one random keep-or-drop per sample: a mask shaped like the batch axis followed by ones (it broadcasts over '
+    'the rest of x), true with probability 1 - drop_prob. Multiply x by it and divide by 1 - drop_prob.',
+    'if not training or drop_prob == 0.0:\n    return x\nkeep = 1.0 - drop_prob\n'
+    'mask = torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device) < keep\nreturn x * mask / keep',
 ))
 def check_drop_path(drop_path):
     """``drop_path(x, drop_prob, training) -> x``-shaped tensor: identity unless training; when

@@ -122,7 +122,8 @@ HINTS_8_2 = (
     "cross-entropies of the student's logits, one with the true labels (weight alpha) and one with the "
     "teacher's labels (weight 1 - alpha); no temperature, no softmax of the teacher.",
     "teacher_labels = teacher_logits.argmax(dim=-1)\n"
-    "return alpha * F.cross_entropy(student_logits, labels) + (1 - alpha) * F.cross_entropy(student_logits, teacher_labels)",
+    "return alpha * F.cross_entropy(student_logits, labels) "
+    "+ (1 - alpha) * F.cross_entropy(student_logits, teacher_labels)",
 )
 
 

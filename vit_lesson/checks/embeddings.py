@@ -43,9 +43,12 @@ def _token_mistakes(tokens, cls_token, pos_embed):
 
 
 @exercise("2.1", "class token and positions", hints=(
-    "The class token is one vector shared by all images: give each image in the batch its own view of it, put it in front of that image's patch tokens, then add the position embeddings to every token.",
-    'cls_token is [1, 1, D]: expand it over the batch to [B, 1, D] (no copy needed), concatenate it before the patches along the token axis, and let pos_embed [1, N + 1, D] broadcast over the batch.',
-    'cls = cls_token.expand(patch_tokens.shape[0], -1, -1)  # [B, 1, D]\nreturn torch.cat([cls, patch_tokens], dim=1) + pos_embed',
+    "The class token is one vector shared by all images: give each image in the batch its own view of it, put it in "
+    "front of that image's patch tokens, then add the position embeddings to every token.",
+    'cls_token is [1, 1, D]: expand it over the batch to [B, 1, D] (no copy needed), concatenate it before the '
+    'patches along the token axis, and let pos_embed [1, N + 1, D] broadcast over the batch.',
+    'cls = cls_token.expand(patch_tokens.shape[0], -1, -1)  # [B, 1, D]\n'
+    'return torch.cat([cls, patch_tokens], dim=1) + pos_embed',
 ))
 def check_add_class_token_and_positions(add_class_token_and_positions):
     """``f(patch_tokens [B, N, D], cls_token [1, 1, D], pos_embed [1, N + 1, D]) -> [B, N + 1, D]``."""
@@ -55,12 +58,14 @@ def check_add_class_token_and_positions(add_class_token_and_positions):
                  "pos_embed {pos_embed})").format(tokens=fmt_shape(tokens.shape), cls_token=fmt_shape(cls_token.shape),
                                                   pos_embed=fmt_shape(pos_embed.shape))
         try:
-            got = expect_tensor(call(add_class_token_and_positions, tokens.clone(), cls_token.clone(), pos_embed.clone()), what)
+            got = expect_tensor(call(add_class_token_and_positions, tokens.clone(), cls_token.clone(),
+                                     pos_embed.clone()), what)
         except LearnerError as error:
             if "Sizes of tensors must match" in str(error) or "Expected size" in str(error):
-                raise CheckFailed(_("{error}. The class token is [1, 1, D] but the batch has B = {b} images: "
-                                    "expand it to [B, 1, D] first, cls_token.expand(B, -1, -1), then "
-                                    "torch.cat([cls, patches], dim=1).").format(error=str(error).rstrip("."), b=b)) from None
+                message = _("{error}. The class token is [1, 1, D] but the batch has B = {b} images: "
+                            "expand it to [B, 1, D] first, cls_token.expand(B, -1, -1), then "
+                            "torch.cat([cls, patches], dim=1).")
+                raise CheckFailed(message.format(error=str(error).rstrip("."), b=b)) from None
             raise
         if tuple(got.shape) == (b, n, d):
             raise CheckFailed(_("{what} returned {shape}: N = {n} tokens, so the class token is "
@@ -128,9 +133,15 @@ def _resize_variant(pos_embed, new_grid, setting, mistake=None):
 
 
 @exercise("2.2", "resize position embeddings", hints=(
-    'The patch positions live on a square grid: treat their embeddings as a small D-channel image, resize that image, and read it back as a sequence. The class token has no place on the grid.',
-    'Split off the class token. Reshape the rest to [1, H, W, D], move D to the channel axis, interpolate to the new grid size with a smooth 2D mode (bicubic, as timm does), move D back, flatten the grid, and put the class token in front again.',
-    "cls, grid = pos_embed[:, :1], pos_embed[:, 1:]\nside, dim = int(grid.shape[1] ** 0.5), grid.shape[-1]\ngrid = grid.reshape(1, side, side, dim).permute(0, 3, 1, 2)\ngrid = F.interpolate(grid, size=(new_grid, new_grid), mode='bicubic', antialias=True)\nreturn torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(1, -1, dim)], dim=1)",
+    'The patch positions live on a square grid: treat their embeddings as a small D-channel image, resize that '
+    'image, and read it back as a sequence. The class token has no place on the grid.',
+    'Split off the class token. Reshape the rest to [1, H, W, D], move D to the channel axis, interpolate to the new '
+    'grid size with a smooth 2D mode (bicubic, as timm does), move D back, flatten the grid, and put the class token '
+    'in front again.',
+    "cls, grid = pos_embed[:, :1], pos_embed[:, 1:]\nside, dim = int(grid.shape[1] ** 0.5), grid.shape[-1]\n"
+    "grid = grid.reshape(1, side, side, dim).permute(0, 3, 1, 2)\n"
+    "grid = F.interpolate(grid, size=(new_grid, new_grid), mode='bicubic', antialias=True)\n"
+    "return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(1, -1, dim)], dim=1)",
 ))
 def check_resize_position_embedding(resize):
     """``resize(pos_embed [1, 1 + H*W, D], new_grid: int) -> [1, 1 + new_grid**2, D]``.

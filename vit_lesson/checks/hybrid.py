@@ -63,7 +63,8 @@ _RUNS = ((1, (2, 3, 32, 32)), (3, (2, 3, 32, 32)), (2, (3, 3, 64, 48)), (4, (3, 
 
 @exercise("9.1", "resnet_stem", hints=HINTS_9_1)
 def check_resnet_stem(resnet_stem):
-    """``resnet_stem(resnet, stages) -> nn.Module`` mapping ``[B, 3, H, W]`` to the feature map after ``layer{stages}``."""
+    """``resnet_stem(resnet, stages) -> nn.Module`` mapping ``[B, 3, H, W]`` to the feature map after
+    ``layer{stages}``."""
     import torchvision
 
     # The post's kind of backbone, 1000 ImageNet classes, with BatchNorms that are not the identity.

@@ -63,8 +63,12 @@ def _mistakes(config) -> dict[str, int]:
 
 
 @exercise("5.2", "count the parameters", hints=(
-    'Add up the parameters of every part of the model, in the order the data flows through it: the patch embedding, the two learned embeddings, the L blocks, the final norm and the head. Every Linear has a bias, every LayerNorm has a weight and a bias.',
-    'Patch embedding: a C·P·P by D matrix plus D biases. Class token: D. Position embeddings: (N + 1)·D. Each block: two LayerNorms (2D each), qkv (D by 3D plus 3D), proj (D by D plus D), fc1 (D by M plus M), fc2 (M by D plus D). Final norm: 2D. Head: D by K plus K.',
+    'Add up the parameters of every part of the model, in the order the data flows through it: the patch embedding, '
+    'the two learned embeddings, the L blocks, the final norm and the head. Every Linear has a bias, every LayerNorm '
+    'has a weight and a bias.',
+    'Patch embedding: a C·P·P by D matrix plus D biases. Class token: D. Position embeddings: (N + 1)·D. '
+    'Each block: two LayerNorms (2D each), qkv (D by 3D plus 3D), proj (D by D plus D), fc1 (D by M plus M), '
+    'fc2 (M by D plus D). Final norm: 2D. Head: D by K plus K.',
     '# D, M, L, K, C, P, N as defined at the top of the exercise cell\n'
     'block = 2 * D + (D * 3 * D + 3 * D) + (D * D + D) + 2 * D + (D * M + M) + (M * D + D)\n'
     'return (C * P * P * D + D) + D + (N + 1) * D + L * block + 2 * D + (D * K + K)',
@@ -126,7 +130,8 @@ def _classify_once(classify, B, T, D, K):
 
 @exercise("5.1", "classify from the class token", hints=(
     "Only one token's final state decides the class: which one, and what does Eq. 4 do to it before the head reads it?",
-    'The class token sits at position 0. Eq. 4 applies the final LayerNorm to it; the head then turns its D numbers into one score per class.',
+    'The class token sits at position 0. Eq. 4 applies the final LayerNorm to it; the head then turns its D numbers '
+    'into one score per class.',
     'return head(norm(tokens)[:, 0])',
 ))
 def check_classify(classify):

@@ -93,7 +93,8 @@ def _schedule_mistakes(base, warmup, total, low):
 
 def _one_element(value) -> bool:
     """A tensor or NumPy array holding one number (``.item()`` turns it into a Python number)."""
-    return (isinstance(value, torch.Tensor) and value.numel() == 1) or (isinstance(value, np.ndarray) and value.size == 1)
+    return ((isinstance(value, torch.Tensor) and value.numel() == 1)
+            or (isinstance(value, np.ndarray) and value.size == 1))
 
 
 def _as_number(value, step):
@@ -234,9 +235,11 @@ def _check_groups(parameter_groups, model, weight_decay):
     values = {decay_of[n] for n in matrices}
     if not all(math.isclose(v, weight_decay, rel_tol=1e-6) for v in values):  # a float32 tensor of it is fine
         got = ", ".join(f"{v:g}" for v in sorted(values))
-        if len(values) == 1 and any(math.isclose(next(iter(values)), other) for other in _WEIGHT_DECAYS + _COMMON_DECAYS):
+        if len(values) == 1 and any(math.isclose(next(iter(values)), other)
+                                    for other in _WEIGHT_DECAYS + _COMMON_DECAYS):
             raise CheckFailed(_("the decay group uses weight_decay={got}, but the weight_decay argument is {want} "
-                                "here: is the value hard-coded? Use the argument.").format(got=got, want=f"{weight_decay:g}"))
+                                "here: is the value hard-coded? Use the argument.").format(
+                                    got=got, want=f"{weight_decay:g}"))
         raise CheckFailed(_("the decay group should use the weight_decay argument ({want} here), got {got}.").format(
             want=f"{weight_decay:g}", got=got))
     return len(matrices), len(names) - len(matrices)
