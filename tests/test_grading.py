@@ -368,7 +368,7 @@ def test_a_check_under_a_recorder_records_and_prints_nothing(capsys):
     assert capsys.readouterr().out == "" and len(core.RESULTS) == before
     assert recorder.records == [result] and recorder.last("0.1") is result
     assert (result.exercise, result.status, result.check, result.passed) == ("0.1", "fail", "check_num_patches", False)
-    assert core.CHECKS["0.1"] is checks.check_num_patches and core.find_check("check_patchify").exercise_id == "1.1"
+    assert core.CHECKS["0.1"] is checks.check_num_patches and checks.find_check("check_patchify").exercise_id == "1.1"
     checks.check_num_patches(namespace["num_patches"])  # no recorder: printed, and the learner's own RESULTS
     assert capsys.readouterr().out.startswith("❌ Exercise 0.1") and len(core.RESULTS) == before + 1
 

@@ -46,7 +46,7 @@ _CHECK_CALL = re.compile(r"\bchecks\.(check_\w+)\(")
 
 
 def _is_exercise_check(name: str) -> bool:
-    from .checks.core import find_check
+    from .checks import find_check
 
     return find_check(name) is not None
 

@@ -89,8 +89,8 @@ def train_shapes_model(path=None, out_dir=None):
 
     from .checkpoint import save_checkpoint
     from .data import ShapesDataset
-    from .factory import create_model
     from .recipes import RECIPES
+    from .registry import entry
     from .train import TrainConfig, train
 
     recipe, data = RECIPES["shapes"], SHAPES_DATA
@@ -98,7 +98,8 @@ def train_shapes_model(path=None, out_dir=None):
     train_set = ShapesDataset(data["train_size"], image_size=recipe.image_size, seed=data["seed"], augment=True)
     test_set = ShapesDataset(data["test_size"], image_size=recipe.image_size, seed=data["seed"] + 1)
     torch.manual_seed(data["seed"])
-    model = create_model(recipe.model)
+    model_entry = entry(recipe.model)
+    model = model_entry.cls(model_entry.config)
     config = TrainConfig(seed=data["seed"], out_dir=out_dir, **recipe.train)
     history = train(model, train_set, test_set, config)
     save_checkpoint(path, model, epoch=len(history), history=history, config=config,

@@ -33,7 +33,7 @@ from ..i18n import _
 from .records import FAIL, PASS, TODO, CheckResult, Recorder, active_recorder
 
 __all__ = ["CheckResult", "CheckFailed", "Recorder", "call", "exercise", "hint", "expect_tensor", "expect_close",
-           "same_weights", "check_mirror", "find_check", "PASS", "FAIL", "TODO", "RESULTS", "HINTS", "CHECKS",
+           "same_weights", "check_mirror", "PASS", "FAIL", "TODO", "RESULTS", "HINTS", "CHECKS",
            "CHECK_HOOKS"]
 
 #: Every result the checks printed in this Python process, in order: the learner's own record.
@@ -54,13 +54,6 @@ _HINTS_SHOWN: dict = {}
 #: In a notebook the teacher grades, :mod:`vit_lesson.checks.agent` registers the hook that
 #: hands the answers to the grader, which runs the check again in its own process.
 CHECK_HOOKS: list = []
-
-
-def find_check(name: str):
-    """The exercise check called ``name`` (``"check_patchify"``), or None."""
-    from .. import checks  # noqa: F401 - every check module registers its checks on import
-
-    return next((check for check in CHECKS.values() if check.__name__ == name), None)
 
 
 class CheckFailed(Exception):
@@ -172,7 +165,8 @@ def fmt_shape(shape) -> str:
 def expect_tensor(value, what: str, shape=None) -> torch.Tensor:
     """Fail unless ``value`` is a tensor (of ``shape``, if given)."""
     if not isinstance(value, torch.Tensor):
-        raise CheckFailed(_("{what} should be a torch.Tensor, got {kind}.").format(what=what, kind=type(value).__name__))
+        raise CheckFailed(_("{what} should be a torch.Tensor, got {kind}.").format(
+            what=what, kind=type(value).__name__))
     if shape is not None and tuple(value.shape) != tuple(shape):
         raise CheckFailed(_("{what} should have shape {want}, got {got}.").format(
             what=what, want=fmt_shape(shape), got=fmt_shape(value.shape)))
@@ -187,7 +181,9 @@ def expect_close(got: torch.Tensor, want: torch.Tensor, what: str, wrong_variant
     """
     got = got.detach().float()
     for explanation, variant in (wrong_variants or {}).items():
-        if variant is not None and variant.shape == got.shape and torch.allclose(got, variant.float(), atol=atol, rtol=rtol) \
+        if variant is None or variant.shape != got.shape:
+            continue
+        if torch.allclose(got, variant.float(), atol=atol, rtol=rtol) \
                 and not torch.allclose(variant.float(), want.float(), atol=atol, rtol=rtol):
             raise CheckFailed(explanation)
     if got.shape != want.shape:

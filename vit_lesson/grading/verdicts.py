@@ -49,7 +49,8 @@ class Verdict:
 
 def run_check(entry: dict, bridge) -> Verdict:
     """Run the grader's own check on the answers an entry describes (in a worker thread; never raises)."""
-    from ..checks.core import CHECKS, find_check
+    from ..checks import find_check
+    from ..checks.core import CHECKS
     from ..checks.proxies import package_answer
 
     exercise_id, name = str(entry.get("exercise", "")), str(entry.get("check", ""))
@@ -74,8 +75,8 @@ def run_check(entry: dict, bridge) -> Verdict:
             with _CHECK_LOCK:
                 check(*args, **kwargs)
     except Exception as error:  # noqa: BLE001 - a malformed answer is the learner's fail, never the grader's crash
-        return Verdict(CheckResult(exercise_id, title, FAIL, _("the grader could not check the answer ({error})").format(
-            error=f"{type(error).__name__}: {error}")[:300], check=name))
+        message = _("the grader could not check the answer ({error})").format(error=f"{type(error).__name__}: {error}")
+        return Verdict(CheckResult(exercise_id, title, FAIL, message[:300], check=name))
     record = recorder.last(exercise_id)
     if record is None:  # a check always records; this would be a bug in the course
         record = CheckResult(exercise_id, title, FAIL, _("the grader could not check the answer ({error})").format(
@@ -111,7 +112,7 @@ def expected_exercises(solution: str | Path) -> dict[str, str]:
 
     The titles are the checks' own (English, the message ids; the report translates them).
     """
-    from ..checks.core import find_check
+    from ..checks import find_check
 
     nb = nbformat.read(Path(solution), as_version=4)
     found = {}
