@@ -42,7 +42,8 @@ WRONG_PATCHIFY = ("def patchify(images, patch_size):\n    B, C, H, W = images.sh
 TODO_PATCHIFY = "def patchify(images, patch_size):\n    raise NotImplementedError('Hint: split, move, flatten.')"
 CHECK_NUM, CHECK_PATCHIFY = "checks.check_num_patches(num_patches)", "checks.check_patchify(patchify)"
 MIME = "application/vnd.vit-lesson.grader+json"  # the agent's messages (vit_lesson.checks.agent)
-PASS_LINE = "✅ Exercise 0.1 (number of patches) passed: 224 / 16 = 14 patches per side, 14² = 196 patches (and 3 more sizes)."
+PASS_LINE = ("✅ Exercise 0.1 (number of patches) passed: 224 / 16 = 14 patches per side, 14² = 196 patches"
+             " (and 3 more sizes).")
 
 
 def notebook(*cells) -> nbformat.NotebookNode:
@@ -85,8 +86,10 @@ SUBMISSIONS = {
                     (CHECK_NUM, {"vit_lesson_grader": True, "tags": ["skip-execution", "raises-exception"]}),
                     RIGHT_PATCHIFY, CHECK_PATCHIFY),
     "ned": notebook(SETUP, RIGHT_NUM, CHECK_NUM, "from vit_lesson.patches import patchify", CHECK_PATCHIFY),
-    "oli": learner_notebook(patchify=WRONG_PATCHIFY, after=("from vit_lesson.patches import patchify", CHECK_PATCHIFY)),
-    "pat": learner_notebook(after=("import torch\ndef classify(tokens, norm, head):\n    return head(norm(tokens)[:, 0])",
+    "oli": learner_notebook(patchify=WRONG_PATCHIFY,
+                            after=("from vit_lesson.patches import patchify", CHECK_PATCHIFY)),
+    "pat": learner_notebook(after=("import torch\ndef classify(tokens, norm, head):\n"
+                                   "    return head(norm(tokens)[:, 0])",
                                    "checks.check_classify(classify)")),
     # forgeries of the grader's channel: none of them earns 0.1
     "qin": notebook(SETUP, RIGHT_PATCHIFY, CHECK_PATCHIFY, f"print({PASS_LINE!r})", (
@@ -330,7 +333,8 @@ def test_a_report_in_chinese_has_chinese_headings_and_details(tmp_path):
     grades = grading.grade(submissions, out, timeout=TIMEOUT, solutions=solutions, jobs=2, log=None,
                            language="zh-CN")
     assert get_language() == before  # the language in use is restored
-    assert {g.learner: (g.status, g.exercises["1.1"]) for g in grades} == {"ada": ("ok", "pass"), "gus": ("ok", "missing")}
+    assert {g.learner: (g.status, g.exercises["1.1"]) for g in grades} == {"ada": ("ok", "pass"),
+                                                                          "gus": ("ok", "missing")}
     table = (out / "grades.md").read_text(encoding="utf-8")
     assert table.startswith("| 学员 | 笔记本 | 状态 | 通过数 | 0.1 图像块的数量 | 1.1 patchify | 详情 |"), table
     assert "| ada | 00_demo | 正常 | 2/2 | ✅ 通过 | ✅ 通过 |  |" in table

@@ -22,12 +22,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_grading import CHECK_NUM, RIGHT_NUM, SETUP, notebook
 
 import vit_lesson
 from vit_lesson import grading
 from vit_lesson.grading.sandbox import Limits, best_kind
-
-from test_grading import CHECK_NUM, RIGHT_NUM, SETUP, notebook
 
 HAVE_BWRAP = best_kind()[0] == "bwrap"
 needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP and not os.environ.get("VIT_LESSON_REQUIRE_BWRAP"),
@@ -183,5 +182,6 @@ def test_a_python_or_checkout_inside_tmp_stays_visible_in_the_sandbox():
     from pathlib import Path
 
     from vit_lesson.grading.sandbox import _under_tmp
-    assert _under_tmp([Path("/tmp/ci/.venv"), Path("/tmp/ci"), Path("/usr"), Path("/tmp/ci/vit_lesson")]) == [Path("/tmp/ci")]
+    under = _under_tmp([Path("/tmp/ci/.venv"), Path("/tmp/ci"), Path("/usr"), Path("/tmp/ci/vit_lesson")])
+    assert under == [Path("/tmp/ci")]
     assert _under_tmp([Path("/usr"), Path("/opt/python")]) == []

@@ -38,7 +38,8 @@ def lesson() -> nbformat.NotebookNode:
         new_code_cell("from vit_lesson import checks"),
         new_code_cell("def num_patches_wrong(image_size, patch_size):  # a demonstration: not graded\n"
                       "    return image_size // patch_size\n\nchecks.check_num_patches(num_patches_wrong)"),
-        new_code_cell("# Exercise 0.1 — number of patches of a square image.\ndef num_patches(image_size, patch_size):\n"
+        new_code_cell("# Exercise 0.1 — number of patches of a square image.\n"
+                      "def num_patches(image_size, patch_size):\n"
                       "    # Hint: How many patches fit along one side of the image? The grid is square.\n"
                       f"    ### BEGIN SOLUTION\n{SOLUTION_0_1}    ### END SOLUTION"),
         new_code_cell("checks.check_num_patches(num_patches)"),
@@ -73,7 +74,8 @@ def test_generate_assignment_and_autograde(tmp_path):
     nbformat.write(lesson(), source / "tiny.ipynb")
     assert main(["nbgrader-stamp", str(source / "tiny.ipynb")]) == 0
     stamped = nbformat.read(source / "tiny.ipynb", as_version=4)
-    assert [bool(c.metadata["nbgrader"]["grade"]) for c in stamped.cells] == [False, False, False, False, True, False, True]
+    graded = [bool(c.metadata["nbgrader"]["grade"]) for c in stamped.cells]
+    assert graded == [False, False, False, False, True, False, True]
 
     nbgrader(course, "generate_assignment", "ps1")
     release = course / "release" / "ps1" / "tiny.ipynb"

@@ -65,7 +65,7 @@ def test_a_demonstration_is_not_graded_and_shown_markers_are_reported():
     nb = new_notebook(cells=[
         new_markdown_cell("Exercises look like\n```python\n    ### BEGIN SOLUTION\n    ...\n    ### END SOLUTION\n```"),
         new_code_cell("def wrong(s, p):\n    return s // p\n\nchecks.check_num_patches(wrong)"),  # defined here: a demo
-        new_code_cell("from vit_lesson.train import build_model\n\nchecks.check_capstone(build_model('digits'))"),
+        new_code_cell("from vit_lesson import create_model\n\nchecks.check_capstone(create_model('digits'))"),
         new_code_cell("def num_patches(s, p):\n    ### BEGIN SOLUTION\n    return (s // p) ** 2\n    ### END SOLUTION"),
         new_code_cell("# NBVAL_CHECK_OUTPUT\nchecks.check_num_patches(num_patches)"),
     ])
