@@ -188,15 +188,17 @@ def test_api_contract_names_exist():
     ``vit_lesson.x.y`` it mentions) exists, so the page cannot silently go stale."""
     import importlib
 
-    def resolve(dotted):  # vit_lesson.module.name, or a name vit_lesson itself exports (vit_lesson.create_model)
+    def resolve(dotted):  # the longest importable module (vit_lesson.checks.agent), then attributes
         parts = dotted.split(".")
-        try:
-            obj, rest = importlib.import_module(".".join(parts[:2])), parts[2:]
-        except ModuleNotFoundError:
-            obj, rest = importlib.import_module(parts[0]), parts[1:]
-        for part in rest:
-            obj = getattr(obj, part)
-        return obj
+        for i in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ModuleNotFoundError:
+                continue
+            for part in parts[i:]:
+                obj = getattr(obj, part)
+            return obj
+        raise ImportError(dotted)
 
     modules, missing = [], []
     for line in (ROOT / "docs" / "api_contract.md").read_text().splitlines():
