@@ -110,12 +110,14 @@ class Agent:
         if isinstance(obj, dict):
             if len(obj) > MAX_ITEMS:
                 raise ValueError(_("the answer has too many items"))
-            return {"$": "dict", "items": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in obj.items()]}
+            return {"$": "dict",
+                    "items": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in obj.items()]}
         if isinstance(obj, nn.Module):
             return self._encode_module(obj, depth)
         kind = obj if isinstance(obj, type) else type(obj)
         module = getattr(obj, "__module__", None) if callable(obj) else kind.__module__
-        return {"$": "ref", "ref": self.remember(obj), "type": kind.__name__, "module": module if isinstance(module, str) else None,
+        return {"$": "ref", "ref": self.remember(obj), "type": kind.__name__,
+                "module": module if isinstance(module, str) else None,
                 "name": str(getattr(obj, "__qualname__", getattr(obj, "__name__", type(obj).__name__)))[:200],
                 "callable": callable(obj), "is_class": isinstance(obj, type)}
 
@@ -132,7 +134,8 @@ class Agent:
                 "training": bool(module.training), "attrs": self.encode(attrs, depth + 1),
                 "params": {n: (None if p is None else self._tensor(p)) for n, p in module._parameters.items()},
                 "buffers": {n: (None if b is None else self._tensor(b)) for n, b in module._buffers.items()},
-                "children": {n: (None if c is None else self._encode_module(c, depth + 1)) for n, c in module._modules.items()},
+                "children": {n: (None if c is None else self._encode_module(c, depth + 1))
+                             for n, c in module._modules.items()},
                 "methods": methods}
 
     def _tensor(self, tensor):

@@ -5,8 +5,9 @@ check was given lives in the kernel; :class:`Bridge` turns the agent's plain-dat
 it (:mod:`vit_lesson.checks.agent`) into local values: tensors and containers as they are, a
 learner's function as a :class:`~.proxies.RemoteFunction` and a learner's module as a
 :class:`~.proxies.RemoteModule` (its parameters, buffers and children here, torch's own layers as
-real local copies), whose calls go back to the kernel. Nothing from the sandbox is unpickled (pickles go only *to* it); an answer
-that is a function, class or module of ``vit_lesson`` itself is named by :func:`package_answer`.
+real local copies), whose calls go back to the kernel. Nothing from the sandbox is unpickled
+(pickles go only *to* it); an answer that is a function, class or module of ``vit_lesson`` itself
+is named by :func:`package_answer`.
 
 The transport, ``request(dict) -> dict``, is the grader's (:mod:`vit_lesson.grading.session`):
 ``AGENT.respond(nonce, request)`` as a silent execute request, the reply read from the display
@@ -173,7 +174,8 @@ class Bridge:
                 if isinstance(sub, RemoteModule) and sub._vl_ref not in states:
                     flags = {name: m.training for name, m in sub.named_modules()}
                     states[sub._vl_ref] = ({k: v.detach() for k, v in sub.state_dict().items()}, flags)
-        self._seed = (self._seed * 6364136223846793005 + 1442695040888963407 + int(torch.randint(0, 2 ** 31, ()))) % 2 ** 62
+        self._seed = (self._seed * 6364136223846793005 + 1442695040888963407
+                      + int(torch.randint(0, 2 ** 31, ()))) % 2 ** 62
         buffer = io.BytesIO()
         torch.save({"args": args, "kwargs": kwargs, "states": states, "grad": torch.is_grad_enabled(),
                     "seed": self._seed}, buffer)

@@ -37,9 +37,10 @@ def grade(submissions: str | Path, out: str | Path | None = "report", timeout: f
 def _grade(submissions, out, timeout, solutions, python, jobs, log, sandbox, limits, max_output) -> list[Grade]:
     submissions = Path(submissions)
     if not submissions.is_dir():
-        raise FileNotFoundError(_("No submissions folder {folder}: expected {folder}/<learner>/<notebook>.ipynb.").format(
-            folder=submissions))
-    solution_names = sorted(p.stem for p in Path(solutions).glob("*.ipynb")) if solutions and Path(solutions).is_dir() else None
+        raise FileNotFoundError(_("No submissions folder {folder}: expected "
+                                  "{folder}/<learner>/<notebook>.ipynb.").format(folder=submissions))
+    solution_names = (sorted(p.stem for p in Path(solutions).glob("*.ipynb"))
+                      if solutions and Path(solutions).is_dir() else None)
     handed_in, skipped = find_submissions(submissions, solution_names)
     names = sorted({name for notebooks in handed_in.values() for name in notebooks})
     expected = {}

@@ -31,7 +31,8 @@ def add_cli(subparsers) -> None:
                                "strongest available (default)"))
     parser.add_argument("--memory", type=float, default=4, help=_("GiB of memory per notebook (default: 4)"))
     parser.add_argument("--max-output", type=float, default=MAX_OUTPUT / (1 << 20),
-                        help=_("MiB of outputs kept per notebook (default: {default})").format(default=MAX_OUTPUT >> 20))
+                        help=_("MiB of outputs kept per notebook (default: {default})").format(
+                            default=MAX_OUTPUT >> 20))
     parser.add_argument("--language", default=None, metavar="LANG",
                         help=_("language of the report, one of {languages} (default: the language in use, "
                                "which VIT_LESSON_LANG sets: {current}). It translates the details, the grader's "

@@ -112,7 +112,8 @@ def grade_notebook(path: str | Path, expected: dict[str, str] | None = None, tim
         if result.status == FAIL:
             grade.messages[ex] = result.message
     if foreign:
-        notes.append((_("ran the checks of exercises {exercises} from another notebook (not counted)") if len(foreign) > 1
+        notes.append((_("ran the checks of exercises {exercises} from another notebook (not counted)")
+                      if len(foreign) > 1
                       else _("ran the check of exercise {exercises} from another notebook (not counted)")).format(
             exercises=", ".join(sorted(foreign, key=natural_order))))
     if unknown:

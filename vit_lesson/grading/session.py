@@ -180,8 +180,8 @@ class Session:
                 where = (_(" in {cell}").format(cell=code_cell_label(self.nb, self.cell)) if self.cell is not None
                          else _(" while starting"))
                 if self.sandbox.out_of_memory():
-                    run = Run(CRASHED, _("the kernel was killed{where}: out of memory (the limit is {gib:g} GiB)").format(
-                        where=where, gib=self.sandbox.limits.memory / (1 << 30)))
+                    run = Run(CRASHED, _("the kernel was killed{where}: out of memory (the limit is {gib:g} "
+                                         "GiB)").format(where=where, gib=self.sandbox.limits.memory / (1 << 30)))
                 else:
                     run = Run(CRASHED, _("the kernel died{where} (os._exit, a signal, a segfault or out of "
                                          "memory?)").format(where=where))
