@@ -57,7 +57,10 @@ def colab_setup_source(repo: str = COURSE_REPO, version: str = COURSE_VERSION,
     return f"""\
 {SETUP_MARK} use vit_lesson {version} if this Python has it; else (Colab, Kaggle, a new Jupyter) install it.
 def _setup(version="{version}", modules={modules!r}):
-    import importlib, importlib.util, subprocess, sys
+    import importlib
+    import importlib.util
+    import subprocess
+    import sys
 
     def ready():
         try:
