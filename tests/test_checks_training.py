@@ -17,7 +17,8 @@ import pytest
 
 from vit_lesson import checks
 from vit_lesson.checks import core
-from vit_lesson.checks.training import LR_SCHEDULE_HINTS, PARAMETER_GROUPS_HINTS, _schedule_mistakes
+from vit_lesson.checks.training import LR_SCHEDULE_HINTS, _schedule_mistakes
+from vit_lesson.checks.training_groups import PARAMETER_GROUPS_HINTS
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_training.ipynb"
 HINTS = {"6.1": LR_SCHEDULE_HINTS, "6.2": PARAMETER_GROUPS_HINTS}
@@ -171,7 +172,7 @@ def test_6_2_names_hard_coded_none_and_nan_answers(answer, words):
 
 
 def test_6_2_a_list_of_names_copied_from_one_model_fails_on_the_others():
-    from vit_lesson.checks.training import _tiny_vit
+    from vit_lesson.checks.training_groups import _tiny_vit
 
     decayed_names = {n for n, p in _tiny_vit().named_parameters()
                      if p.ndim >= 2 and n not in ("pos_embed", "cls_token")}

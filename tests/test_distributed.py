@@ -17,8 +17,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from vit_lesson.distributed import (DistInfo, all_ranks, cleanup, init_from_env, make_loader, reduce_metrics,
-                                    unwrap, wrap_model)
+from vit_lesson.distributed import (
+    DistInfo,
+    all_ranks,
+    cleanup,
+    init_from_env,
+    make_loader,
+    reduce_metrics,
+    unwrap,
+    wrap_model,
+)
 from vit_lesson.model import ViT, ViTConfig
 
 BATCH, EPOCHS = 8, 2  # per rank; 64 training images -> 4 steps of 2 x 8 per epoch

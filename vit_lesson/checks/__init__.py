@@ -13,6 +13,7 @@ from .attention import *  # noqa: F401,F403
 from .block import *  # noqa: F401,F403
 from .model import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403
+from .training_groups import *  # noqa: F401,F403
 from .visualize import *  # noqa: F401,F403
 from .distill import *  # noqa: F401,F403
 from .hybrid import *  # noqa: F401,F403
