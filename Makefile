@@ -36,7 +36,10 @@ test: setup  ## pytest over tests/ and nbval over every notebook (two processes,
 # `make test PYTEST_ARGS=--ignore=notebooks/zh-CN` and gives the plain pass the Chinese edition
 # (PLAIN_NOTEBOOKS=notebooks/zh-CN/*.ipynb): the same code cells as the English notebooks, so every
 # notebook of both languages runs once under nbval and the code runs on three kinds of kernels.
-# (Measured on 2 cores: 503 s for the plain pass, 176 s for the AVX2 pass with two workers.)
+# (Measured on 2 cores: the English notebooks took 503 s in the plain pass and 176 s as AVX2 with two
+# workers in session 3; on 2026-12-01 the AVX2 pass took 200 s, before 08 and 09 were halved. A loaded
+# machine can make two OpenMP threads spin-wait for minutes: OMP_WAIT_POLICY=PASSIVE avoids it, but
+# costs 25% on a quiet machine (notebook 06: 93 s against 74 s), so it is not set here.)
 NOTEBOOKS ?= $(wildcard notebooks/*.ipynb)  # the English ones: the zh-CN edition runs the same code
 PLAIN_NOTEBOOKS ?= $(NOTEBOOKS)
 PORTABLE := $(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
