@@ -132,11 +132,8 @@ class DistilledViT(ViT):
 
     def __init__(self, config=None, **overrides):
         super().__init__(config, **overrides)
-        D, K = self.config.hidden_size, self.config.num_classes
-        self.dist_token = nn.Parameter(trunc_normal_(torch.zeros(1, 1, D)))
-        self.head_dist = nn.Linear(D, K) if K > 0 else nn.Identity()
-        if K > 0:
-            trunc_normal_(self.head_dist.weight), nn.init.zeros_(self.head_dist.bias)
+        self.dist_token = nn.Parameter(trunc_normal_(torch.zeros(1, 1, self.config.hidden_size)))
+        self.head_dist = self.new_head(self.config.num_classes)
 
     def no_weight_decay(self) -> set[str]:
         return super().no_weight_decay() | {"dist_token"}
@@ -158,10 +155,7 @@ class DistilledViT(ViT):
 
     def reset_classifier(self, num_classes: int) -> None:
         super().reset_classifier(num_classes)
-        D = self.config.hidden_size
-        self.head_dist = nn.Linear(D, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            trunc_normal_(self.head_dist.weight), nn.init.zeros_(self.head_dist.bias)
+        self.head_dist = self.new_head(num_classes)
 
 
 def freeze(model: nn.Module) -> nn.Module:

@@ -193,13 +193,18 @@ class ViT(nn.Module):
             return ViTOutput(self.forward_head(tokens), attentions)
         return self.forward_head(self.forward_features(x))
 
+    def new_head(self, num_classes: int) -> nn.Module:
+        """A freshly initialised ``Linear(D, num_classes)`` as timm's (``Identity`` for 0 classes)."""
+        if num_classes == 0:
+            return nn.Identity()
+        head = nn.Linear(self.config.hidden_size, num_classes)
+        trunc_normal_(head.weight), nn.init.zeros_(head.bias)
+        return head
+
     def reset_classifier(self, num_classes: int) -> None:
         """A new, freshly initialised head for ``num_classes`` classes (0: features only), as timm's."""
         self.config = replace(self.config, num_classes=num_classes)
-        D = self.config.hidden_size
-        self.head = nn.Linear(D, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            trunc_normal_(self.head.weight), nn.init.zeros_(self.head.bias)
+        self.head = self.new_head(num_classes)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """``nn.Module.load_state_dict`` with a clear error naming the first mismatching key."""

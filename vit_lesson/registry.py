@@ -40,28 +40,25 @@ class ModelEntry:
     pretrained: dict[str, str] = field(default_factory=dict)
 
 
-def _paper(**shape) -> ViTConfig:
-    return ViTConfig(**shape)  # 224 x 224, 16 x 16 patches, 1000 classes unless said otherwise
-
-
 # The shapes of the digits and shapes models (CPU-sized: they train in a minute or two on two cores).
 _DIGITS = dict(image_size=16, patch_size=4, num_channels=1, hidden_size=64, num_hidden_layers=4,
                num_attention_heads=4, intermediate_size=128, num_classes=10)
 _SHAPES = dict(_DIGITS, image_size=32, num_channels=3, num_classes=5)
 
 MODELS: dict[str, ModelEntry] = {
-    # The ViT paper's Table 1 (Base/Large/Huge) and DeiT's Tiny/Small, at 224 x 224.
-    "tiny": ModelEntry(ViT, _paper(hidden_size=192, num_attention_heads=3, intermediate_size=768),
+    # The ViT paper's Table 1 (Base/Large/Huge) and DeiT's Tiny/Small: ViTConfig's defaults are 224 x 224,
+    # 16 x 16 patches, 1000 classes.
+    "tiny": ModelEntry(ViT, ViTConfig(hidden_size=192, num_attention_heads=3, intermediate_size=768),
                        "ViT-Ti/16 (DeiT), 5.7M parameters",
                        {"timm": "vit_tiny_patch16_224.augreg_in21k_ft_in1k"}),
-    "small": ModelEntry(ViT, _paper(hidden_size=384, num_attention_heads=6, intermediate_size=1536),
+    "small": ModelEntry(ViT, ViTConfig(hidden_size=384, num_attention_heads=6, intermediate_size=1536),
                         "ViT-S/16 (DeiT), 22M parameters", {"timm": "vit_small_patch16_224.augreg_in21k_ft_in1k"}),
-    "base": ModelEntry(ViT, _paper(), "ViT-B/16 (ViT paper, Table 1), 86M parameters",
+    "base": ModelEntry(ViT, ViTConfig(), "ViT-B/16 (ViT paper, Table 1), 86M parameters",
                        {"timm": "vit_base_patch16_224.augreg2_in21k_ft_in1k", "hf": "google/vit-base-patch16-224"}),
-    "large": ModelEntry(ViT, _paper(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+    "large": ModelEntry(ViT, ViTConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                                     intermediate_size=4096), "ViT-L/16 (ViT paper, Table 1), 304M parameters",
                         {"timm": "vit_large_patch16_224.augreg_in21k_ft_in1k"}),
-    "huge": ModelEntry(ViT, _paper(patch_size=14, hidden_size=1280, num_hidden_layers=32, num_attention_heads=16,
+    "huge": ModelEntry(ViT, ViTConfig(patch_size=14, hidden_size=1280, num_hidden_layers=32, num_attention_heads=16,
                                    intermediate_size=5120), "ViT-H/14 (ViT paper, Table 1), 632M parameters"),
     "micro": ModelEntry(ViT, ViTConfig(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=4,
                                        num_attention_heads=4, intermediate_size=128, num_classes=10),

@@ -15,7 +15,7 @@ from torch import nn
 from ..i18n import _
 from ..patches import patchify as reference_patchify
 from .core import CheckFailed, call, exercise, expect_close, expect_tensor, fmt_shape
-from .patches_keys import EMBED_DIM, OTHER_CONVS, PATCH_DIM, B, C, N, P, _call_other, _images, _values_wrong
+from .patches_keys import EMBED_DIM, PATCH_DIM, B, C, N, P, _call_other, _images, _other_convs, _values_wrong
 
 __all__ = ["check_embed_patches", "check_conv_to_linear"]
 
@@ -65,10 +65,8 @@ def check_embed_patches(embed_patches):
                                 "images.").format(error=error)) from None
         raise
     first = _("a Conv2d({c}, {d}, {p})").format(c=C, d=EMBED_DIM, p=P)
-    for c, d, p in OTHER_CONVS:
-        other, more = nn.Conv2d(c, d, kernel_size=p, stride=p), _images(3, c, 3 * p, 5 * p)
+    for c, d, p, other, more, right in _other_convs():
         with torch.no_grad():
-            right = other(more).flatten(2).transpose(1, 2)
             now = _("a Conv2d({c}, {d}, {p}) on images {shape}").format(c=c, d=d, p=p, shape=fmt_shape(more.shape))
             got = expect_tensor(_call_other(embed_patches, first, now, c, more.clone(),
                                             copy.deepcopy(other)), _("embed_patches(images, conv)"))
@@ -135,10 +133,7 @@ def check_conv_to_linear(conv_to_linear):
                 error=error, d=EMBED_DIM, patch_dim=PATCH_DIM)) from None
         raise
     first = _("a Conv2d({c}, {d}, {p})").format(c=C, d=EMBED_DIM, p=P)
-    for c, d, p in OTHER_CONVS:
-        other, more = nn.Conv2d(c, d, kernel_size=p, stride=p), _images(3, c, 3 * p, 5 * p)
-        with torch.no_grad():
-            right = other(more).flatten(2).transpose(1, 2)
+    for c, d, p, other, more, right in _other_convs():
         now = _("a Conv2d({c}, {d}, {p})").format(c=c, d=d, p=p)
         linear = _call_other(conv_to_linear, first, now, c, copy.deepcopy(other))
         ok = isinstance(linear, nn.Linear) and tuple(linear.weight.shape) == (d, c * p * p)

@@ -33,6 +33,16 @@ def _images(*shape) -> torch.Tensor:
     return torch.randn(*(shape or (B, C, H, W)))
 
 
+def _other_convs():
+    """For each of ``OTHER_CONVS``: ``(c, d, p, conv, images, tokens)``, a fresh patch Conv2d, images for it
+    and the tokens it should give, ``[3, N, d]`` (the answer key of 1.2 and 1.3)."""
+    for c, d, p in OTHER_CONVS:
+        conv, images = torch.nn.Conv2d(c, d, kernel_size=p, stride=p), _images(3, c, 3 * p, 5 * p)
+        with torch.no_grad():
+            tokens = conv(images).flatten(2).transpose(1, 2)
+        yield c, d, p, conv, images, tokens
+
+
 def _channels_note(channels: int) -> str:
     """`` (1 channel here, not 3)``: what differs in the other configuration, or nothing."""
     if channels == 3:
