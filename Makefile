@@ -81,7 +81,7 @@ FLOOR_TESTS ?= tests/test_patches.py tests/test_embeddings.py tests/test_attenti
   tests/test_cli.py tests/test_distributed.py tests/test_distill.py tests/test_hybrid.py tests/test_visualize.py \
   tests/test_checks_catalogue.py tests/test_packaging.py
 FLOOR_DESELECT ?=
-floor-venv: dist  ## only install the floors into $(FLOOR_VENV) (CI does it in the background, during make test)
+floor-venv: dist  ## only install the floors into $(FLOOR_VENV) (CI does it in the background, during make test-portable)
 	rm -rf $(FLOOR_VENV)
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -m pip install --quiet --no-compile -c constraints-floor.txt "$$(ls dist/*.whl)[notebooks,teacher]" pytest
