@@ -40,7 +40,10 @@ path 0.1 (3/2/2 with the 1-pixel shift), weight decay 0.1 (2/2/3), EMA of the we
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -145,39 +148,65 @@ def shapes_rows(quick=False):
     return rows
 
 
+def plural(threads):
+    return f"{threads} thread" + ("s" if threads != 1 else "")
+
+
+def cpu_name():
+    """The CPU's model name and widest vector instructions (Linux), so that a table names its machine."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        name = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    isa = "AVX-512" if " avx512f" in cpuinfo else "AVX2" if " avx2" in cpuinfo else "no AVX2"
+    return f"{name} ({isa}), {os.cpu_count()} cores"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 epochs only (checks that it runs)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[2],
+                        help="torch CPU threads (default 2); several thread counts run every seed with each")
     parser.add_argument("--no-shapes", action="store_true",
                         help="skip the shapes rows (retraining the shipped recipe takes ~200 s)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="seeds of the digits ViT's initial weights and data order (default: 0); "
                              "several seeds add a mean row")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads[0])
     rows = sklearn_rows()
     plain = []
-    for seed in args.seeds:
-        seed_rows = digits_rows(args.quick, seed)
-        if len(args.seeds) > 1:
-            seed_rows = [(f"{name} s{seed}", *rest) for name, *rest in seed_rows]
-        plain.append(seed_rows[0])
-        rows += seed_rows
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for seed in args.seeds:
+            seed_rows = digits_rows(args.quick, seed)
+            if len(args.seeds) > 1 or len(args.threads) > 1:
+                tag = f" s{seed}" + (f" t{threads}" if len(args.threads) > 1 else "")
+                seed_rows = [(f"{name}{tag}", *rest) for name, *rest in seed_rows]
+            plain.append((threads, seed_rows[0]))
+            rows += seed_rows
     if len(plain) > 1:
-        accuracies = torch.tensor([row[4] for row in plain])
-        rows.append((f"ViT mean of {len(plain)} seeds", "digits", plain[0][2], plain[0][3], accuracies.mean().item(),
-                     plain[0][5], sum(r[6] for r in plain) / len(plain), sum(r[7] for r in plain) / len(plain)))
-        print(f"digits ViT over seeds {args.seeds}: min {accuracies.min():.2%}, mean {accuracies.mean():.2%}, "
-              f"max {accuracies.max():.2%}")
+        for threads in [*args.threads, None] if len(args.threads) > 1 else [None]:
+            group = [row for t, row in plain if threads in (None, t)]
+            accuracies = torch.tensor([row[4] for row in group])
+            if len(args.threads) == 1:
+                what = f"ViT mean of {len(group)} seeds"
+            else:
+                what = f"ViT mean, {plural(threads)}" if threads else f"ViT mean of all {len(group)} runs"
+            rows.append((what, "digits", group[0][2], group[0][3], accuracies.mean().item(),
+                         group[0][5], sum(r[6] for r in group) / len(group), sum(r[7] for r in group) / len(group)))
+            label = plural(threads or args.threads[0]) if threads or len(args.threads) == 1 else "all threads"
+            print(f"digits ViT, seeds {args.seeds}, {label}: min {accuracies.min():.2%}, "
+                  f"mean {accuracies.mean():.2%}, max {accuracies.max():.2%}")
     if not args.no_shapes:
         rows += shapes_rows(args.quick)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print(f"{'model':<32} {'data':<7} {'parameters':>10} {'epochs':>6} {'test accuracy':>14} {'errors':>9} "
+    print(f"torch {torch.__version__}, CPU threads {args.threads}, {cpu_name()}")
+    print(f"{'model':<36} {'data':<7} {'parameters':>10} {'epochs':>6} {'test accuracy':>14} {'errors':>9} "
           f"{'wall s':>7} {'CPU s':>7}")
     for name, data, params, epochs, accuracy, n, seconds, cpu in rows:
         errors = round((1 - accuracy) * n)
-        print(f"{name:<32} {data:<7} {params:>10,} {epochs!s:>6} {accuracy:>14.2%} {errors:>4}/{n:<4}"
+        print(f"{name:<36} {data:<7} {params:>10,} {epochs!s:>6} {accuracy:>14.2%} {errors:>4}/{n:<4}"
               f"{seconds:>7.1f} {cpu:>7.1f}")
     print("wall s: elapsed time (includes data preparation); CPU s: process CPU time over all threads "
           "(on a busy machine wall time grows, CPU time much less).")
