@@ -10,7 +10,8 @@ whose object masks are known, and scores the class token's attention of the test
 - **pointing game**: is the most-attended patch at least half object? A uniformly random patch
   hits with probability (patches at least half object) / 64.
 
-for raw last-layer attention (heads averaged) and for attention rollout, for the model before
+for raw last-layer attention (heads averaged), attention rollout (and rollout without the
+residual) and gradient-weighted attention (Chefer et al. 2021, ``vit_lesson.relevance``), for the model before
 training (same initialisation) and after, next to the uniform / random-patch baseline. A second
 table scores the raw map of every layer and the rollout through it. Seeded; ``--quick`` is a
 smoke run (a few seconds of training; its numbers mean little).
@@ -48,6 +49,7 @@ from vit_lesson.attention_score import attention_in_mask, mask_to_grid, pointing
 from vit_lesson.data import ShapesDataset  # noqa: E402
 from vit_lesson.factory import create_model  # noqa: E402
 from vit_lesson.pretrained import SHAPES_ASSET, SHAPES_DATA, load_shapes_model, train_shapes_model  # noqa: E402
+from vit_lesson.relevance import attention_gradients, relevance_map  # noqa: E402
 from vit_lesson.train import TrainConfig, evaluate, train  # noqa: E402
 
 # benchmarks/accuracy.py's shapes recipe, so the accuracy here is comparable to its table.
@@ -128,7 +130,9 @@ def main(argv=None) -> int:
         accuracy = evaluate(model, test_set)["accuracy"]
         attentions = attentions_of(model, images)
         for method, maps in (("raw last layer", cls_attention_map(attentions)),
-                             ("rollout", rollout_map(attentions))):
+                             ("rollout", rollout_map(attentions)),
+                             ("rollout, no residual", rollout_map(attentions, residual=False)),
+                             ("gradient-weighted (Chefer et al.)", relevance_map(*attention_gradients(model, images)))):
             mass, hit = score(maps, fraction)
             print(f"| {name} | {accuracy:.1%} | {method} | {mass:.3f} | {hit:.1%} |")
         per_layer[name] = [(score(cls_attention_map(attentions, layer), fraction),
