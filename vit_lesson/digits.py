@@ -42,7 +42,7 @@ class TensorImageDataset(Dataset):
         self.images_raw, self.targets = images.float(), targets.long()
         self.classes, self.augment = list(classes), augment
         self.mean, self.std = tuple(mean), tuple(std)
-        # [C, 1, 1] tensors made once: v2.Normalize builds them on every call, a third of an item's time.
+        # [C, 1, 1] tensors made once: v2.Normalize builds them on every call (28 of an item's 158 us at 32x32).
         self._mean_std = torch.tensor(self.mean).view(-1, 1, 1), torch.tensor(self.std).view(-1, 1, 1)
 
     def __len__(self) -> int:
