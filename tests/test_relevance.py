@@ -32,7 +32,7 @@ def test_relevance_matches_the_paper_loop():
     assert torch.equal(relevance(attentions, -gradients.abs()), torch.eye(5).expand(2, 5, 5))
 
 
-def test_attention_gradients_are_those_of_the_target_logit():
+def test_attention_gradients_follow_the_target_and_leave_the_model_as_it_was():
     torch.manual_seed(0)
     model = create_model("digits").train()
     images = torch.randn(3, 1, 16, 16)
