@@ -51,7 +51,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vit_lesson.attention_maps import cls_attention_map, rollout_map, stack_attentions  # noqa: E402
+from vit_lesson.attention_maps import cls_attention_map, rollout_map  # noqa: E402
 from vit_lesson.attention_score import attention_in_mask, mask_to_grid, pointing_game, uniform_baseline  # noqa: E402
 from vit_lesson.data import ShapesDataset  # noqa: E402
 from vit_lesson.factory import create_model  # noqa: E402
@@ -64,11 +64,9 @@ RECIPE = dict(batch_size=64, weight_decay=0.05, warmup_epochs=1, label_smoothing
 
 
 def attentions_of(model, images, batch_size=250):
-    model.eval()
-    with torch.no_grad():
-        chunks = [stack_attentions(model(images[i:i + batch_size], output_attentions=True).attentions)
-                  for i in range(0, len(images), batch_size)]
-    return torch.cat(chunks, dim=1)  # [L, B, H, T, T]
+    """``(attentions, gradients)``, each ``[L, B, H, T, T]``: one forward and backward pass per batch."""
+    chunks = [attention_gradients(model, images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    return tuple(torch.cat(parts, dim=1) for parts in zip(*chunks))
 
 
 def score(maps, fraction):
@@ -135,11 +133,11 @@ def main(argv=None) -> int:
     per_layer = {}
     for name, model in (("untrained", untrained), ("trained", trained)):
         accuracy = evaluate(model, test_set)["accuracy"]
-        attentions = attentions_of(model, images)
+        attentions, gradients = attentions_of(model, images)
         for method, maps in (("raw last layer", cls_attention_map(attentions)),
                              ("rollout", rollout_map(attentions)),
                              ("rollout, no residual", rollout_map(attentions, residual=False)),
-                             ("gradient-weighted (Chefer et al.)", relevance_map(*attention_gradients(model, images)))):
+                             ("gradient-weighted (Chefer et al.)", relevance_map(attentions, gradients))):
             mass, hit = score(maps, fraction)
             print(f"| {name} | {accuracy:.1%} | {method} | {mass:.3f} | {hit:.1%} |")
         per_layer[name] = [(score(cls_attention_map(attentions, layer), fraction),
