@@ -95,6 +95,14 @@ class ViTConfig:
         return asdict(self)
 
 
+def _init_linear(linear: nn.Linear) -> nn.Linear:
+    """timm's init of a Linear layer: truncated normal weight (std 0.02), zero bias."""
+    trunc_normal_(linear.weight)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+    return linear
+
+
 class ViTOutput(NamedTuple):
     """What ``ViT(x, output_attentions=True)`` returns, as the post's (Hugging Face's) API does."""
 
@@ -140,8 +148,7 @@ class ViT(nn.Module):
         nn.init.normal_(self.cls_token, std=1e-6)
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                trunc_normal_(module.weight)
-                nn.init.zeros_(module.bias) if module.bias is not None else None
+                _init_linear(module)
 
     def no_weight_decay(self) -> set[str]:
         """timm's hook: the parameters an optimizer should not decay (the tokens and ``E_pos``)."""
@@ -197,9 +204,7 @@ class ViT(nn.Module):
         """A freshly initialised ``Linear(D, num_classes)`` as timm's (``Identity`` for 0 classes)."""
         if num_classes == 0:
             return nn.Identity()
-        head = nn.Linear(self.config.hidden_size, num_classes)
-        trunc_normal_(head.weight), nn.init.zeros_(head.bias)
-        return head
+        return _init_linear(nn.Linear(self.config.hidden_size, num_classes))
 
     def reset_classifier(self, num_classes: int) -> None:
         """A new, freshly initialised head for ``num_classes`` classes (0: features only), as timm's."""
