@@ -84,6 +84,28 @@ def test_augmentation_only_on_train_and_reproducible():
         assert (centre - 7.5).abs().max().item() <= 1 + 1e-4
 
 
+def test_a_batch_is_jittered_at_once_each_image_its_own_draw():
+    train, _test = digits_datasets(16, augment=True)
+    indices = [5, 0, 5, 9]
+    torch.manual_seed(1)
+    batch = train.__getitems__(indices)  # what DataLoader calls
+    assert [label for _image, label in batch] == train.targets[indices].tolist()
+    images = torch.stack([image for image, _label in batch])
+    assert images.shape == (4, 1, 16, 16) and not torch.equal(images[0], images[2])  # one image, two draws
+    # One resampling of the batch = the images one at a time, drawing the same random numbers in turn.
+    torch.manual_seed(1)
+    one_by_one = torch.stack([train.augment(train.images_raw[index]) for index in indices])
+    assert torch.allclose(train._normalize(one_by_one), images, atol=1e-6)
+    # Without augmentation a batch is its items; any other transform still sees one image at a time.
+    plain = digits_datasets(16)[0]
+    assert all(torch.equal(image, item[0]) and label == item[1]
+               for (image, label), item in zip(plain.__getitems__(indices), (plain[i] for i in indices)))
+    seen = []
+    custom = digits_datasets(16, augment=lambda image: seen.append(tuple(image.shape)) or image)[0]
+    custom.__getitems__(indices)
+    assert seen == [(1, 16, 16)] * 4
+
+
 def test_digits_take_a_custom_augmentation_or_a_clear_error():
     jitter = RandomShiftRotate(shift=1 / 16)
     train, test = digits_datasets(16, augment=jitter)

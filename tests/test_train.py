@@ -21,6 +21,7 @@ from vit_lesson.train import (
     TrainConfig,
     cross_entropy_loss,
     evaluate,
+    make_optimizer,
     make_scheduler,
     parameter_groups,
     predict,
@@ -95,6 +96,24 @@ def test_parameter_groups_no_decay_on_norms_biases_embeddings():
             assert torch.equal(p, before[n]), n
         else:
             assert torch.allclose(p, before[n] * (1 - 0.1 * 0.5)), n
+
+
+def test_the_optimizer_is_fused_where_torch_has_it_and_steps_as_the_plain_one():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.GELU(), nn.Linear(16, 3))
+    optimizer = make_optimizer(model, TrainConfig(lr=1e-2, weight_decay=0.05))
+    fused = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)  # CPU kernel since torch 2.4
+    assert optimizer.defaults["fused"] is (True if fused else None)
+    plain_model = copy.deepcopy(model)
+    plain = torch.optim.AdamW(parameter_groups(plain_model, 0.05), lr=1e-2)
+    x = torch.randn(8, 6)
+    for _ in range(3):
+        for m, opt in ((model, optimizer), (plain_model, plain)):
+            opt.zero_grad()
+            m(x).square().mean().backward()
+            opt.step()
+    for (name, p), q in zip(model.named_parameters(), plain_model.parameters()):
+        assert torch.allclose(p, q, atol=1e-5), name  # the same update, rounded in another order
 
 
 def test_parameter_groups_follow_the_models_no_weight_decay_hook():

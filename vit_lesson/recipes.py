@@ -5,8 +5,9 @@
 benchmarks measure the same entries (``benchmarks/accuracy.py`` reads ``RECIPES["digits"]``), so the
 numbers they report are what the command gives. ``digits`` is the benchmark's recipe (80 epochs,
 batch 32, lr 2e-3, weight decay 0.05, 3 warmup epochs, a 1-pixel jitter: see the benchmark's
-docstring for the runs behind it); ``shapes`` is the shipped shapes model's; ``folder`` and
-``cifar10`` use the blog post's settings on a CPU-sized ViT at 32x32.
+docstring for the runs behind it and the 71-run sweep that left it as it is); ``shapes`` is the
+shipped shapes model's; ``folder`` and ``cifar10`` use the blog post's settings on a CPU-sized ViT
+at 32x32.
 """
 
 from __future__ import annotations
