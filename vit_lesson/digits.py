@@ -94,8 +94,9 @@ class RandomShiftRotate(torch.nn.Module):
     """Random small affine jitter of an image ``[C, H, W]`` or a batch: shift, rotation, scale; no flips.
 
     One ``affine_grid`` + ``grid_sample`` per call; :class:`TensorImageDataset` calls it once per
-    batch (one 32-image call costs about what one image did, so a digits epoch's data takes a tenth
-    of the time). Uses torch's global RNG, so a seeded run is reproducible. Borders fill with 0.
+    batch: 32 digits take about 0.2 ms at once against 2.2 ms one by one (one thread), although a
+    single image now takes 0.13 ms instead of 0.07 (its matrix is tensor arithmetic, not Python
+    floats). Uses torch's global RNG, so a seeded run is reproducible. Borders fill with 0.
     """
 
     def __init__(self, shift: float = 0.125, degrees: float = 10.0, scale: float = 0.1):
@@ -111,7 +112,7 @@ class RandomShiftRotate(torch.nn.Module):
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         # affine_grid works in [-1, 1] coordinates: a shift of s image widths is 2 * s.
         shift_x, shift_y = 2 * self.shift * u[:, 2], 2 * self.shift * u[:, 3]
-        theta = torch.stack([torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1)
+        theta = torch.stack([cos, -sin, shift_x, sin, cos, shift_y], 1).view(-1, 2, 3)  # [B, 2, 3]
         grid = F.affine_grid(theta.to(batch.dtype), list(batch.shape), align_corners=False)
         out = F.grid_sample(batch, grid, align_corners=False, padding_mode="zeros")
         return out if image.ndim == 4 else out[0]
