@@ -102,8 +102,7 @@ def test_the_optimizer_is_fused_where_torch_has_it_and_steps_as_the_plain_one():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.GELU(), nn.Linear(16, 3))
     optimizer = make_optimizer(model, TrainConfig(lr=1e-2, weight_decay=0.05))
-    fused = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)  # CPU kernel since torch 2.4
-    assert optimizer.defaults["fused"] is (True if fused else None)
+    assert optimizer.defaults["fused"] is (True if torch.__version__ >= (2, 4) else None)  # CPU kernel since 2.4
     plain_model = copy.deepcopy(model)
     plain = torch.optim.AdamW(parameter_groups(plain_model, 0.05), lr=1e-2)
     x = torch.randn(8, 6)
