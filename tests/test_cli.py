@@ -103,3 +103,30 @@ def test_digits_defaults_are_the_benchmarked_recipe(tmp_path, monkeypatch, capsy
     assert seen["config"] == TrainConfig(**recipe.train, out_dir=out, progress=False)
     assert seen["train_set"].augment is recipe.augment and seen["train_set"][0][0].shape == (1, 16, 16)
     assert seen["model"].config == create_model(recipe.model, image_size=16, num_channels=1, num_classes=10).config
+
+
+def test_shapes_defaults_are_the_shipped_models_recipe_with_its_number_of_images(tmp_path, monkeypatch):
+    """``train --data shapes`` trains on as many generated images as the recipe says (the shipped model's 50,000;
+    here 96, to stay quick) with its settings."""
+    from dataclasses import replace
+
+    from vit_lesson import cli
+    from vit_lesson.history import History
+    from vit_lesson.pretrained import SHAPES_DATA
+    from vit_lesson.recipes import RECIPES
+    from vit_lesson.train import TrainConfig
+
+    assert RECIPES["shapes"].train_size == SHAPES_DATA["train_size"]  # the command's data is the shipped model's
+    recipe = replace(RECIPES["shapes"], train_size=96)
+    monkeypatch.setitem(RECIPES, "shapes", recipe)
+    seen = {}
+
+    def fake_train(model, train_set, test_set, config, **extra):
+        seen.update(train_set=train_set, config=config)
+        return History([dict(epoch=1, train_loss=1.0, train_acc=0.5, val_loss=1.0, val_acc=0.5, lr=0.0, seconds=0.0)])
+
+    monkeypatch.setattr(cli, "train", fake_train)
+    out = str(tmp_path / "run")
+    assert main(["train", "--data", "shapes", "--out", out, "--no-progress"]) == 0
+    assert len(seen["train_set"]) == 96 and seen["train_set"][0][0].shape == (3, 32, 32)
+    assert seen["config"] == TrainConfig(**recipe.train, out_dir=out, progress=False)

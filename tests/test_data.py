@@ -208,6 +208,8 @@ def test_missing_cifar_folder_is_a_clear_error(tmp_path):
 def test_load_datasets_by_name():
     train, test = load_datasets("digits", 8)
     assert train[0][0].shape == (1, 8, 8)
+    train, test = load_datasets("shapes", train_size=40)
+    assert (len(train), len(test), train[0][0].shape) == (40, 500, (3, 32, 32))
     with pytest.raises(ValueError, match="--data-dir"):
         load_datasets("folder")
     with pytest.raises(ValueError, match="Unknown data set"):

@@ -396,7 +396,7 @@ def test_shipped_shapes_model_loads_and_classifies_unseen_images():
     assert (model.config.image_size, model.config.patch_size, model.config.num_classes) == (32, 4, 5)
     assert checkpoint["recipe"]["seed"] == 0          # trained on seed-0 images, so seed 7 is unseen
     images = ShapesDataset(200, seed=7)
-    assert evaluate(model, images)["accuracy"] >= 0.80  # chance is 0.20
+    assert evaluate(model, images)["accuracy"] >= 0.90  # chance is 0.20
     attentions = model(images[0][0][None], output_attentions=True).attentions
     assert len(attentions) == 4 and attentions[0].shape == (1, 4, 65, 65)
 

@@ -103,7 +103,8 @@ def _cli_train(args) -> int:
     _prepare_out_dir(Path(args.out), 0)  # --out is a writable folder, before any data is loaded
     info = init_from_env()  # train() finds the group already joined and reuses it
     train_set, test_set = load_datasets(args.data, args.image_size or recipe.image_size, args.data_dir,
-                                        augment=recipe.augment if args.augment else False)
+                                        augment=recipe.augment if args.augment else False,
+                                        train_size=recipe.train_size)
     channels, size = _data_shape(train_set)
     classes = _classes(train_set)
     if len(classes) < 2:

@@ -45,16 +45,17 @@ DATASETS = ("digits", "shapes", "folder", "cifar10")
 
 
 def load_datasets(name: str, image_size: int | None = None, data_dir=None, augment: bool = False,
-                  channels: int | None = None):
+                  channels: int | None = None, train_size: int | None = None):
     """``(train, test)`` of a data set by name: ``digits``, ``shapes``, ``folder``, ``cifar10``.
 
     ``image_size`` defaults to 16 for digits and 32 otherwise; ``data_dir`` is needed for
-    ``folder`` (``root/class_x/xxx.png``) and ``cifar10``.
+    ``folder`` (``root/class_x/xxx.png``) and ``cifar10``; ``train_size`` is how many shapes to
+    generate for training (default 2,000; the other sets have their own split).
     """
     if name == "digits":
         return digits_datasets(image_size or 16, channels or 1, augment)
     if name == "shapes":
-        return shapes_datasets(image_size or 32, augment=augment)
+        return shapes_datasets(image_size or 32, n_train=train_size or 2000, augment=augment)
     if name in ("folder", "cifar10") and data_dir is None:
         raise ValueError(_("--data {name} needs --data-dir (the folder with the images).").format(name=name))
     if name == "folder":

@@ -18,9 +18,9 @@ from .i18n import _
 __all__ = ["SHAPES_ASSET", "SHAPES_DATA", "load_pretrained", "load_shapes_model", "train_shapes_model"]
 
 # The shapes ViT shipped in the package, trained by ``python -m vit_lesson.pretrained``
-# (:func:`train_shapes_model`): ``RECIPES["shapes"]`` on ``SHAPES_DATA``.
+# (:func:`train_shapes_model`): ``RECIPES["shapes"]`` on ``SHAPES_DATA`` (the recipe's train_size).
 SHAPES_ASSET = "shapes_vit.pt"
-SHAPES_DATA = dict(train_size=10000, test_size=1000, seed=0)
+SHAPES_DATA = dict(train_size=50000, test_size=1000, seed=0)
 
 
 def load_shapes_model():
