@@ -64,8 +64,9 @@ dist: setup  ## build the sdist and the wheel into dist/, then twine check and t
 # The wheel alone in a clean venv (no system packages, no --no-deps): what `pip install vit_lesson` gives
 # where torch is installed first, as on Colab. torch, torchvision and what they need are hard links to the
 # project's venv (tools/link_dists.py: a second 6 GB copy once filled a CI machine's disk); pip checks them
-# against the wheel's ranges and installs the rest. constraints.txt only pins torch/torchvision to CI's. Then the [notebooks] extra and a kernel, for
-# `make test CLEAN_PYTHON=$(WHEEL_VENV)/bin/python` (every learner notebook from an empty folder).
+# against the wheel's ranges and installs the rest. constraints.txt only pins torch/torchvision to CI's.
+# Then the [notebooks] extra and a kernel, for `make test CLEAN_PYTHON=$(WHEEL_VENV)/bin/python` (every
+# learner notebook from an empty folder).
 WHEEL_VENV ?= build/wheel-venv
 test-wheel: dist  ## install dist/*.whl in a clean venv; vit-lesson --help, train, evaluate from an empty folder
 	rm -rf $(WHEEL_VENV)
