@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-asset", action="store_true",
-                        help=f"train the shipped model instead ({SHAPES_DATA}, RECIPES['shapes']) and write "
+                        help=f"train the shipped model instead (RECIPES['shapes'], {SHAPES_DATA}) and write "
                              f"{ASSET_PATH.name} (the same as python -m vit_lesson.pretrained)")
     parser.add_argument("--shipped", action="store_true",
                         help=f"score the shipped model ({ASSET_PATH.name}) instead of training one")

@@ -112,11 +112,12 @@ def test_shapes_defaults_are_the_shipped_models_recipe_with_its_number_of_images
 
     from vit_lesson import cli
     from vit_lesson.history import History
-    from vit_lesson.pretrained import SHAPES_DATA
+    from vit_lesson.pretrained import load_shapes_model
     from vit_lesson.recipes import RECIPES
     from vit_lesson.train import TrainConfig
 
-    assert RECIPES["shapes"].train_size == SHAPES_DATA["train_size"]  # the command's data is the shipped model's
+    shipped_data = load_shapes_model()[1]["recipe"]
+    assert RECIPES["shapes"].train_size == shipped_data["train_size"]  # the command's data is the shipped model's
     recipe = replace(RECIPES["shapes"], train_size=96)
     monkeypatch.setitem(RECIPES, "shapes", recipe)
     seen = {}

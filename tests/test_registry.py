@@ -160,8 +160,7 @@ def test_the_shipped_shapes_model_is_trained_by_the_package(tmp_path, monkeypatc
 
     shipped = RECIPES["shapes"]
     monkeypatch.setitem(RECIPES, "shapes", Recipe(shipped.model, shipped.image_size, shipped.augment,
-                                                  dict(shipped.train, epochs=1, progress=False)))
-    monkeypatch.setitem(pretrained.SHAPES_DATA, "train_size", 64)
+                                                  dict(shipped.train, epochs=1, progress=False), train_size=64))
     monkeypatch.setitem(pretrained.SHAPES_DATA, "test_size", 32)
     path = pretrained.train_shapes_model(tmp_path / "shapes.pt")
     model, checkpoint = load_model(path)

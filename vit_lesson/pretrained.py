@@ -18,9 +18,9 @@ from .i18n import _
 __all__ = ["SHAPES_ASSET", "SHAPES_DATA", "load_pretrained", "load_shapes_model", "train_shapes_model"]
 
 # The shapes ViT shipped in the package, trained by ``python -m vit_lesson.pretrained``
-# (:func:`train_shapes_model`): ``RECIPES["shapes"]`` on ``SHAPES_DATA`` (the recipe's train_size).
+# (:func:`train_shapes_model`): ``RECIPES["shapes"]`` (its train_size images) and ``SHAPES_DATA``.
 SHAPES_ASSET = "shapes_vit.pt"
-SHAPES_DATA = dict(train_size=50000, test_size=1000, seed=0)
+SHAPES_DATA = dict(test_size=1000, seed=0)
 
 
 def load_shapes_model():
@@ -93,7 +93,8 @@ def train_shapes_model(path=None, out_dir=None):
     from .registry import entry
     from .train import TrainConfig, train
 
-    recipe, data = RECIPES["shapes"], SHAPES_DATA
+    recipe = RECIPES["shapes"]
+    data = dict(SHAPES_DATA, train_size=recipe.train_size)  # saved with the weights as checkpoint["recipe"]
     path = Path(path) if path else Path(__file__).resolve().parent / "assets" / SHAPES_ASSET
     train_set = ShapesDataset(data["train_size"], image_size=recipe.image_size, seed=data["seed"], augment=True)
     test_set = ShapesDataset(data["test_size"], image_size=recipe.image_size, seed=data["seed"] + 1)
