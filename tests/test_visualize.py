@@ -26,7 +26,14 @@ from vit_lesson.attention_maps import (  # noqa: E402
     rollout_map,
     upsample_map,
 )
-from vit_lesson.attention_score import attention_in_mask, mask_to_grid, pointing_game, score_attention, uniform_baseline  # noqa: E402
+from vit_lesson.attention_score import (  # noqa: E402
+    attention_in_mask,
+    mask_to_grid,
+    pixel_pointing_game,
+    pointing_game,
+    score_attention,
+    uniform_baseline,
+)
 from vit_lesson.explorer import explore  # noqa: E402
 from vit_lesson.figures import (  # noqa: E402
     figure7,
@@ -202,6 +209,23 @@ def test_scores_on_synthetic_attention():
     assert mass.item() == pytest.approx(0.375) and hit.item() == pytest.approx(0.5)
     with pytest.raises(ValueError, match="mask_to_grid"):
         attention_in_mask(torch.ones(1, 3, 3), fraction)
+
+
+def test_pixel_pointing_game_counts_a_peak_within_the_tolerance_of_the_object():
+    masks = torch.zeros(1, 8, 8, dtype=torch.bool)
+    masks[0, :, 5:] = True                                  # the object: the 3 right-hand columns
+    left, right = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]]), torch.tensor([[[0.0, 0.0], [0.0, 1.0]]])
+    # Upsampled bilinearly, the left map peaks on pixels 0-1 of rows 0-1; the first, (0, 0), is 5 pixels
+    # from the object.
+    assert pixel_pointing_game(right, masks, tolerance=0)[0].tolist() == [True]
+    assert pixel_pointing_game(left, masks, tolerance=0)[0].tolist() == [False]
+    assert pixel_pointing_game(left, masks, tolerance=3)[0].tolist() == [False]
+    assert pixel_pointing_game(left, masks, tolerance=5)[0].tolist() == [True]
+    # A random pixel: the object's 24 pixels, then one more column (8 pixels) per pixel of tolerance.
+    assert pixel_pointing_game(left, masks, tolerance=0)[1].item() == pytest.approx(24 / 64)
+    assert pixel_pointing_game(left, masks, tolerance=1)[1].item() == pytest.approx(32 / 64)
+    with pytest.raises(ValueError, match="masks"):
+        pixel_pointing_game(left, masks[0])
 
 
 def test_score_attention_table_and_uniform_row(micro):
