@@ -185,3 +185,12 @@ def test_a_python_or_checkout_inside_tmp_stays_visible_in_the_sandbox():
     under = _under_tmp([Path("/tmp/ci/.venv"), Path("/tmp/ci"), Path("/usr"), Path("/tmp/ci/vit_lesson")])
     assert under == [Path("/tmp/ci")]
     assert _under_tmp([Path("/usr"), Path("/opt/python")]) == []
+
+
+def test_the_kernels_own_venv_in_tmp_is_bound_too():
+    """A kernel run by another venv's Python (tests/test_colab_isolation.py's, in pytest's /tmp) sees that venv."""
+    from pathlib import Path
+
+    from vit_lesson.grading.sandbox import _python_paths
+    assert Path("/tmp/other/venv") in _python_paths("/tmp/other/venv/bin/python")
+    assert len(_python_paths("python")) == len(_python_paths())  # a bare name: found on PATH, nothing to add

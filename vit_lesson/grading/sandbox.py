@@ -195,7 +195,7 @@ class Sandbox:
                      "--gid", str(NOBODY), "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                      "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                      "--size", str(self.limits.tmp_size), "--tmpfs", "/tmp"]
-            for needed in _under_tmp(_python_paths()):  # a venv or checkout in /tmp stays visible, read-only
+            for needed in _under_tmp(_python_paths(argv[0])):  # a venv or checkout in /tmp stays visible, read-only
                 bwrap += ["--ro-bind", str(needed), str(needed)]
             for folder in self._hidden():
                 bwrap += ["--tmpfs", str(folder)] if folder.is_dir() else ["--ro-bind", "/dev/null", str(folder)]
@@ -222,9 +222,13 @@ class Sandbox:
         self.cgroup.kill_and_remove()
 
 
-def _python_paths() -> list[Path]:
-    """What the kernel needs to run: this Python's prefixes and the folder vit_lesson is imported from."""
-    return [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(__file__).resolve().parents[2]]
+def _python_paths(executable: str | None = None) -> list[Path]:
+    """What the kernel needs to run: this Python's prefixes, the folder vit_lesson is imported from,
+    and the environment of the ``executable`` it runs (``<venv>/bin/python``: ``<venv>``), if another."""
+    paths = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(__file__).resolve().parents[2]]
+    if executable and Path(executable).is_absolute():
+        paths.append(Path(executable).parent.parent)
+    return paths
 
 
 def _under_tmp(paths) -> list[Path]:
