@@ -197,3 +197,28 @@ def test_check_9_1_nan_and_in_place_edits_of_the_resnet():
         return Clobber()
 
     assert checks.check_resnet_stem(edits_the_images)
+
+
+def test_the_conv_stem_makes_the_same_16_tokens_as_4x4_patches():
+    """The digits recipe's ViT (Xiao et al. 2021): 3x3 convs at stride 2, then the 1x1 projection."""
+    from vit_lesson import create_model
+    from vit_lesson.cnn import conv_stem
+    from vit_lesson.model import count_parameters
+
+    stem = conv_stem(1, (32, 64))
+    assert [type(m).__name__ for m in stem] == ["Conv2d", "BatchNorm2d", "ReLU"] * 2
+    assert [m.stride for m in stem if isinstance(m, nn.Conv2d)] == [(2, 2), (2, 2)]
+    assert stem(torch.zeros(2, 1, 16, 16)).shape == (2, 64, 4, 4)
+    model = create_model("digits_conv_stem")
+    assert isinstance(model, HybridViT)
+    assert model.patch_embed.num_patches == 16 == create_model("digits").patch_embed.num_patches
+    # 9*32 + 2*32 (conv, BN) + 9*32*64 + 2*64 = 18,912 for the stem, 64*64 + 64 for the projection;
+    # the rest is the digits ViT's transformer, class token, 17 positions and head.
+    assert count_parameters(model.patch_embed.backbone) == 18_912
+    patchify = 4 * 4 * 64 + 64  # the digits ViT's 4x4 patch projection, which the stem and projection replace
+    assert count_parameters(model) == count_parameters(create_model("digits")) - patchify + 18_912 + 64 * 64 + 64
+    assert count_parameters(model) == 158_890
+    with pytest.raises(ValueError, match="resnet=None for the convolutional stem"):
+        create_model("digits_conv_stem", resnet="resnet18")
+    with pytest.raises(ValueError, match="channel counts"):
+        conv_stem(1, ())

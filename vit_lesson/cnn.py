@@ -1,4 +1,5 @@
-"""The CNN that notebook 08's teacher and notebook 09's hybrid share: a ResNet for small images.
+"""The CNN that notebook 08's teacher and notebook 09's hybrid share: a ResNet for small images;
+and the convolutional stem of the digits recipe's ViT (:func:`conv_stem`).
 
 torchvision's ResNet-18 (or -34, -50) with the stem that CIFAR papers use: the ImageNet stem (a
 7x7 conv with stride 2, then a 3x3 max-pool: 4x smaller) would shrink a 16x16 digit to 4x4 before
@@ -11,7 +12,7 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet, conv1x1
 
-__all__ = ["small_resnet", "resnet_stage"]
+__all__ = ["small_resnet", "resnet_stage", "conv_stem"]
 
 LAYERS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3]}
 
@@ -60,3 +61,23 @@ def small_resnet(num_classes: int = 10, in_chans: int = 3, width: int = 64, dept
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.ones_(module.weight), nn.init.zeros_(module.bias)
     return model
+
+
+def conv_stem(in_chans: int = 1, widths=(32, 64)) -> nn.Sequential:
+    """A convolutional stem (Xiao et al. 2021, "Early Convolutions Help Transformers See Better").
+
+    3x3 convolutions with stride 2, each followed by BatchNorm and ReLU, as in the paper; each
+    halves the image. ``[B, in_chans, S, S] -> [B, widths[-1], S / 2**len(widths), ...]``: the
+    default turns a 16x16 digit into a 4x4 map of 64 channels, which
+    :class:`~vit_lesson.hybrid.HybridViT`'s 1x1 projection (the paper's final 1x1 convolution)
+    makes the same 16 tokens as a ViT's 4x4 patches. Convolutions keep PyTorch's default init.
+    """
+    if not widths or any(int(width) < 1 for width in widths):
+        raise ValueError(f"widths are the channel counts of the stem's convolutions, e.g. (32, 64); "
+                         f"got {widths!r}.")
+    layers, channels = [], in_chans
+    for width in map(int, widths):
+        layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+                   nn.ReLU(inplace=True)]
+        channels = width
+    return nn.Sequential(*layers)

@@ -21,7 +21,7 @@ from dataclasses import fields as dataclass_fields
 import torch
 from torch import nn
 
-from .cnn import small_resnet
+from .cnn import conv_stem, small_resnet
 from .model import ViT, ViTConfig
 from .patches import PatchEmbedding
 
@@ -105,12 +105,14 @@ class HybridConfig(ViTConfig):
 
     ``image_size`` / ``num_channels`` describe the input image; ``patch_size`` is the patch size
     *on the feature map* (1 in the paper). ``resnet``: ``resnet18``, ``resnet34`` or ``resnet50``
-    (``None``: a hand-made backbone, passed to :class:`HybridViT` itself); its first
+    (``None``: ``conv_stem``, or a hand-made backbone passed to :class:`HybridViT` itself); its first
     ``resnet_stages`` stages are kept. ``small_input=True``: :func:`vit_lesson.cnn.small_resnet`
     (3x3 stride-1 stem, no max-pool, ``resnet_width`` channels in ``layer1``) for 8-32 px images,
     random init. ``small_input=False``: torchvision's ResNet as it is (7x7 stride-2 stem +
     max-pool: 4x smaller before ``layer1``) for 224 px images; ``resnet_weights="DEFAULT"`` loads
     torchvision's ImageNet weights when the model is built (downloads them once; 3-channel input).
+    ``conv_stem``: channel widths of a plain convolutional stem (:func:`vit_lesson.cnn.conv_stem`,
+    Xiao et al. 2021) in place of the ResNet (with ``resnet=None``), e.g. ``(32, 64)``.
     """
 
     resnet: str | None = "resnet18"
@@ -118,6 +120,7 @@ class HybridConfig(ViTConfig):
     resnet_width: int = 64
     small_input: bool = True
     resnet_weights: str | None = None
+    conv_stem: tuple[int, ...] | None = None
 
     def vit_config(self, image_size: int, num_channels: int) -> ViTConfig:
         """The transformer's own config: its "image" is the feature map (``image_size x image_size``,
@@ -152,9 +155,10 @@ def resnet_backbone(config: HybridConfig) -> nn.Sequential:
 class HybridViT(ViT):
     """ViT on a CNN's feature map: ``[B, C, H, W] -> [B, num_classes]``.
 
-    ``HybridViT(config, **overrides)`` builds its ResNet from the :class:`HybridConfig` (a plain
-    ``ViTConfig`` is taken as one with the default ResNet fields); ``backbone=`` takes any module
-    returning ``[B, C', h, w]`` instead (then ``config.resnet`` is ``None``). The token grid is
+    ``HybridViT(config, **overrides)`` builds its ResNet (or its ``conv_stem``) from the
+    :class:`HybridConfig` (a plain ``ViTConfig`` is taken as one with the default ResNet fields);
+    ``backbone=`` takes any module returning ``[B, C', h, w]`` instead (then ``config.resnet`` and
+    ``config.conv_stem`` are ``None``). The token grid is
     ``patch_embed.grid_size`` and ``pos_embed`` is ``[1, h*w + 1, D]``. Names are timm's:
     ``patch_embed.backbone``, ``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``blocks``,
     ``norm``, ``head``. Everything after the patch embedding — ``forward``, ``forward_features``,
@@ -165,10 +169,15 @@ class HybridViT(ViT):
 
     def __init__(self, config: ViTConfig | None = None, backbone: nn.Module | None = None, **overrides):
         config = HybridConfig(**{**(asdict(config) if config is not None else {}), **overrides})
-        if backbone is None:
+        if backbone is None and config.conv_stem:
+            if config.resnet is not None:
+                raise ValueError(f"conv_stem={config.conv_stem} and resnet={config.resnet!r} are two backbones: "
+                                 "pass resnet=None for the convolutional stem, or conv_stem=None for the ResNet.")
+            backbone = conv_stem(config.num_channels, config.conv_stem)
+        elif backbone is None:
             backbone = resnet_backbone(config)
         else:
-            config = replace(config, resnet=None, resnet_weights=None)
+            config = replace(config, resnet=None, resnet_weights=None, conv_stem=None)
         embed = HybridEmbed(backbone, config.image_size, config.num_channels, config.hidden_size,
                             config.patch_size)
         super().__init__(config.vit_config(embed.img_size[0], embed.in_chans))

@@ -71,6 +71,9 @@ MODELS: dict[str, ModelEntry] = {
     "digits_hybrid": ModelEntry(HybridViT, HybridConfig(**dict(_DIGITS, patch_size=1), resnet_stages=3,
                                                         resnet_width=16),
                                 "lesson 09's hybrid: a small ResNet's layer1-3 map (4x4 tokens) into the ViT"),
+    "digits_conv_stem": ModelEntry(HybridViT, HybridConfig(**dict(_DIGITS, patch_size=1), resnet=None,
+                                                           conv_stem=(32, 64)),
+                                   "the digits recipe's ViT: a 2-conv stem (Xiao et al. 2021) makes the 4x4 tokens"),
 }
 
 # timm's names of the paper's models, for those who know them.
@@ -110,7 +113,7 @@ def model_from_config(class_path: str, config: dict) -> nn.Module:
     known = {f.name for f in fields(cls.config_class)}
     config = cls.config_class(**{k: v for k, v in config.items() if k in known})
     if cls is HybridViT:
-        if config.resnet is None:
+        if config.resnet is None and not config.conv_stem:
             raise ValueError(_("This checkpoint holds a HybridViT with a hand-made backbone (config.resnet is "
                                "None); build it the same way and call load_checkpoint(path, model)."))
         config = replace(config, resnet_weights=None)  # the weights come from the checkpoint
