@@ -116,3 +116,26 @@ def test_load_pretrained_path_offline(monkeypatch, images):
 def test_load_pretrained_false_needs_no_network():
     model = load_pretrained_timm("vit_tiny_patch16_224", pretrained=False)
     assert model.config.hidden_size == 192
+
+
+def test_registers_match_timm_both_ways():
+    """Registers (Darcet et al. 2024) are timm's reg_token: same parameters, same logits, same maps' layout."""
+    from vit_lesson.attention_maps import rollout_map
+    from vit_lesson.factory import create_model
+
+    torch.manual_seed(0)
+    ours = create_model("shapes_registers").eval()
+    theirs = create_timm_model(ours.config).eval()
+    assert theirs.num_reg_tokens == 4 and ours.num_prefix_tokens == theirs.num_prefix_tokens == 5
+    assert {k: v.shape for k, v in theirs.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(theirs(x), ours(x), rtol=0, atol=1e-5)
+    back = vit_from_timm(theirs)
+    assert back.config == ours.config
+    torch.testing.assert_close(back(x), ours(x), rtol=0, atol=0)
+    attentions = ours(x, output_attentions=True).attentions
+    assert attentions[0].shape == (3, 4, 69, 69)
+    assert rollout_map(attentions, num_prefix_tokens=ours.num_prefix_tokens).shape == (3, 8, 8)
+    with pytest.raises(ValueError, match="num_prefix_tokens=model.num_prefix_tokens"):
+        rollout_map(attentions)  # the 4 registers' columns left in: 68 is no square grid

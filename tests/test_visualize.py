@@ -425,6 +425,29 @@ def test_shipped_shapes_model_loads_and_classifies_unseen_images():
     assert len(attentions) == 4 and attentions[0].shape == (1, 4, 65, 65)
 
 
+def test_shipped_registers_model_points_at_the_object_better_than_the_plain_one():
+    """The same recipe with 4 registers (Darcet et al. 2024): rollout's most-attended patch is on the
+    object more often (benchmarks/attention_score.py --shipped --model shapes_registers)."""
+    from vit_lesson.attention_score import mask_to_grid, pointing_game
+    from vit_lesson.data import ShapesDataset
+    from vit_lesson.factory import create_model
+    from vit_lesson.pretrained import SHAPES_ASSETS, load_shapes_model
+    from vit_lesson.train import evaluate
+
+    registers, checkpoint = load_shapes_model(SHAPES_ASSETS["shapes_registers"])
+    assert registers.config == create_model("shapes_registers").config and registers.num_prefix_tokens == 5
+    assert checkpoint["recipe"]["seed"] == 0
+    plain = create_model("shapes", pretrained="shipped")
+    data = ShapesDataset(200, seed=7)
+    x, fraction = torch.stack([data[i][0] for i in range(len(data))]), mask_to_grid(data.masks, 4)
+    assert evaluate(registers, data)["accuracy"] >= 0.90
+    hits = {}
+    for name, model in (("plain", plain), ("registers", registers)):
+        maps = attention_maps(model, x, method="rollout")  # skips model.num_prefix_tokens columns
+        hits[name] = pointing_game(maps, fraction).float().mean().item()
+    assert hits["registers"] >= 0.75 and hits["registers"] > hits["plain"], hits  # 84% and 76% here
+
+
 
 # --- exercise checks: varied shapes, copied inputs, more named mistakes ----------------------------
 

@@ -101,27 +101,33 @@ def _layer_index(layer: int, num_layers: int) -> int:
 
 def _as_grid(row: torch.Tensor, grid) -> torch.Tensor:
     """``[B, N]`` -> ``[B, rows, cols]`` in row-major order (the order patches were cut in)."""
-    rows, cols = (grid_side(row.shape[-1] + 1),) * 2 if grid is None else \
+    side = math.isqrt(row.shape[-1])
+    if grid is None and side * side != row.shape[-1]:
+        raise ValueError(f"{row.shape[-1]} patch columns are not a square grid. Pass grid=(rows, cols) for a "
+                         "non-square image, or num_prefix_tokens=model.num_prefix_tokens for a model with a "
+                         "distillation token or registers.")
+    rows, cols = (side, side) if grid is None else \
         ((grid, grid) if isinstance(grid, int) else tuple(grid))
     if rows * cols != row.shape[-1]:
         raise ValueError(f"grid {rows}x{cols} = {rows * cols} patches, but the maps have {row.shape[-1]}.")
     return row.reshape(row.shape[0], rows, cols)
 
 
-def cls_attention(attentions, layer: int = -1, head="mean") -> torch.Tensor:
+def cls_attention(attentions, layer: int = -1, head="mean", num_prefix_tokens: int = 1) -> torch.Tensor:
     """Attention *from* the class token to each patch in one layer: ``[B, N]``.
 
-    Row 0 of the layer's ``[B, H, T, T]`` map (the class token is the query), without column 0
-    (its attention to itself), heads fused by ``head``. The raw weights: they sum to one minus
-    the class token's attention to itself.
+    Row 0 of the layer's ``[B, H, T, T]`` map (the class token is the query), without the first
+    ``num_prefix_tokens`` columns (its attention to itself, and to a distillation token or
+    registers: ``model.num_prefix_tokens``), heads fused by ``head``. The raw weights: they sum to
+    one minus the class token's attention to the prefix tokens.
     """
     stacked = stack_attentions(attentions)
-    return fuse_heads(stacked[_layer_index(layer, len(stacked))], head)[:, 0, 1:]
+    return fuse_heads(stacked[_layer_index(layer, len(stacked))], head)[:, 0, num_prefix_tokens:]
 
 
-def cls_attention_map(attentions, layer: int = -1, grid=None, head="mean") -> torch.Tensor:
+def cls_attention_map(attentions, layer: int = -1, grid=None, head="mean", num_prefix_tokens: int = 1) -> torch.Tensor:
     """:func:`cls_attention` laid out on the patch grid: ``[B, g, g]`` (row-major, like the patches)."""
-    return _as_grid(cls_attention(attentions, layer, head), grid)
+    return _as_grid(cls_attention(attentions, layer, head, num_prefix_tokens), grid)
 
 
 def rollout(attentions, head="mean", residual: bool = True) -> torch.Tensor:
@@ -145,11 +151,13 @@ def rollout(attentions, head="mean", residual: bool = True) -> torch.Tensor:
     return result
 
 
-def rollout_map(attentions, layer: int = -1, grid=None, head="mean", residual: bool = True) -> torch.Tensor:
-    """The class token's row of the rollout through layers ``0..layer``, on the grid: ``[B, g, g]``."""
+def rollout_map(attentions, layer: int = -1, grid=None, head="mean", residual: bool = True,
+                num_prefix_tokens: int = 1) -> torch.Tensor:
+    """The class token's row of the rollout through layers ``0..layer``, its patch columns (after
+    ``num_prefix_tokens``, as in :func:`cls_attention`) on the grid: ``[B, g, g]``."""
     stacked = stack_attentions(attentions)
     upto = _layer_index(layer, len(stacked)) + 1
-    return _as_grid(rollout(stacked[:upto], head, residual)[:, 0, 1:], grid)
+    return _as_grid(rollout(stacked[:upto], head, residual)[:, 0, num_prefix_tokens:], grid)
 
 
 def attention_maps(model, images: torch.Tensor, method: str = "raw", layer: int = -1,
@@ -166,9 +174,10 @@ def attention_maps(model, images: torch.Tensor, method: str = "raw", layer: int 
     with torch.no_grad():
         attentions = model(images, output_attentions=True).attentions
     model.train(was_training)
+    prefix = getattr(model, "num_prefix_tokens", 1)
     if method == "raw":
-        return cls_attention_map(attentions, layer, head=head)
-    return rollout_map(attentions, layer, head=head)
+        return cls_attention_map(attentions, layer, head=head, num_prefix_tokens=prefix)
+    return rollout_map(attentions, layer, head=head, num_prefix_tokens=prefix)
 
 
 # --- a map at the image's size ------------------------------------------------------------------

@@ -102,7 +102,9 @@ def score_attention(model, images: torch.Tensor, masks: torch.Tensor, batch_size
         model.eval()
         with torch.no_grad():
             attentions = model(x, output_attentions=True).attentions
-        for name, maps in (("raw last layer", cls_attention_map(attentions)), ("rollout", rollout_map(attentions))):
+        prefix = model.num_prefix_tokens
+        for name, maps in (("raw last layer", cls_attention_map(attentions, num_prefix_tokens=prefix)),
+                           ("rollout", rollout_map(attentions, num_prefix_tokens=prefix))):
             sums[name] += torch.stack([attention_in_mask(maps, fraction).sum(),
                                        pointing_game(maps, fraction, threshold).float().sum()])
         mass, hit = uniform_baseline(fraction, threshold)

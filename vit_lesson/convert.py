@@ -25,6 +25,7 @@ def timm_kwargs(config: ViTConfig) -> dict:
         mlp_ratio=config.intermediate_size / config.hidden_size, qkv_bias=config.qkv_bias,
         drop_rate=config.hidden_dropout_prob, attn_drop_rate=config.attention_probs_dropout_prob,
         drop_path_rate=config.drop_path_rate, global_pool="token", class_token=True,
+        reg_tokens=config.num_register_tokens,
     )
 
 
@@ -50,7 +51,7 @@ def check_timm_compatible(timm_model: nn.Module) -> None:
 
     Our ViT is the paper's: a class token read out for classification, learned position embeddings
     for every token, plain pre-norm blocks with exact GELU. Variants such as CLIP (``norm_pre``),
-    DINOv2 (layer scale, register tokens) or average-pooled models compute something else, so
+    DINOv2 (layer scale) or average-pooled models compute something else, so
     loading their weights would silently give different outputs.
     """
     block = timm_model.blocks[0]
@@ -58,7 +59,6 @@ def check_timm_compatible(timm_model: nn.Module) -> None:
         _("global_pool must be 'token' (classify from the class token)"):
             getattr(timm_model, "global_pool", "token") != "token",
         _("it has no class token"): getattr(timm_model, "cls_token", None) is None,
-        _("it has register tokens"): getattr(timm_model, "num_reg_tokens", 0) > 0,
         _("its class token has no position embedding (no_embed_class)"): getattr(timm_model, "no_embed_class", False),
         _("it normalises before the blocks (norm_pre)"):
             not isinstance(getattr(timm_model, "norm_pre", nn.Identity()), nn.Identity),
@@ -92,7 +92,7 @@ def config_from_timm(timm_model: nn.Module) -> ViTConfig:
         num_hidden_layers=len(timm_model.blocks), num_attention_heads=block.attn.num_heads,
         intermediate_size=block.mlp.fc1.out_features,
         num_classes=timm_model.num_classes, qkv_bias=block.attn.qkv.bias is not None,
-        layer_norm_eps=block.norm1.eps,
+        layer_norm_eps=block.norm1.eps, num_register_tokens=getattr(timm_model, "num_reg_tokens", 0),
     )
 
 

@@ -61,14 +61,16 @@ def vit_parameter_parts(config: ViTConfig) -> dict[str, int]:
                  + D * D + D                # attn.proj
                  + 2 * D                    # norm2
                  + D * M + M + M * D + D)   # mlp.fc1, mlp.fc2
-    return {
+    R = config.num_register_tokens
+    parts = {
         "patch_embed": C * P * P * D + D,
         "cls_token": D,
-        "pos_embed": (N + 1) * D,
+        "pos_embed": (N + 1 + R) * D,
         "blocks": L * per_block,
         "norm": 2 * D,
         "head": D * K + K if K > 0 else 0,
     }
+    return dict(parts, reg_token=R * D) if R else parts
 
 
 @dataclass

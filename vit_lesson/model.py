@@ -37,6 +37,7 @@ _INTEGER_FIELDS = (
     ("intermediate_size", 1, lambda: _("set it to the MLP's hidden width, usually 4 * hidden_size")),
     ("num_classes", 0, lambda: _(
         "set it to the number of classes in your data, or 0 for a model that returns features (no head)")),
+    ("num_register_tokens", 0, lambda: _("use 0 (no registers) or a few, e.g. 4 (Darcet et al. 2024)")),
 )
 
 
@@ -58,6 +59,7 @@ class ViTConfig:
     qkv_bias: bool = True
     layer_norm_eps: float = 1e-6
     fast_attention: bool = True
+    num_register_tokens: int = 0  # timm's reg_tokens: learned tokens after the class token that no head reads
 
     def __post_init__(self):
         # Shape fields first: a 0 or a negative number would otherwise fail deep inside PyTorch
@@ -116,6 +118,7 @@ class ViT(nn.Module):
     ``num_prefix_tokens`` tokens (the class token; DeiT's :class:`~vit_lesson.distill.DistilledViT`
     adds a distillation token) go in front of the ``N`` patch tokens; :meth:`prefix_tokens` returns
     them and :meth:`embed` builds ``z_0`` (Eq. 1) from them. ``pos_embed`` covers all ``P + N``.
+    ``config.num_register_tokens = R`` adds ``R`` *registers* (Darcet et al. 2024; timm's ``reg_token``).
     """
 
     config_class = ViTConfig
@@ -128,6 +131,8 @@ class ViT(nn.Module):
         D = config.hidden_size
         self.patch_embed = PatchEmbedding(config.image_size, config.patch_size, config.num_channels, D)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.reg_token = nn.Parameter(torch.zeros(1, R, D)) if (R := config.num_register_tokens) else None
+        self.num_prefix_tokens = self.num_prefix_tokens + R  # registers come after the class (and distillation) token
         self.pos_embed = nn.Parameter(torch.zeros(1, config.num_patches + self.num_prefix_tokens, D))
         self.pos_drop = nn.Dropout(config.hidden_dropout_prob)
         L = config.num_hidden_layers  # stochastic depth grows linearly from 0 to drop_path_rate
@@ -149,10 +154,12 @@ class ViT(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 _init_linear(module)
+        if self.reg_token is not None:
+            nn.init.normal_(self.reg_token, std=1e-6)  # as timm
 
     def no_weight_decay(self) -> set[str]:
         """timm's hook: the parameters an optimizer should not decay (the tokens and ``E_pos``)."""
-        return {"pos_embed", "cls_token"}
+        return {"pos_embed", "cls_token"} | ({"reg_token"} if self.reg_token is not None else set())
 
     def _validate_input(self, x: torch.Tensor) -> None:
         size = self.config.image_size
@@ -170,8 +177,9 @@ class ViT(nn.Module):
         return self.cls_token
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, H, W] -> [B, P + N, D]``: ``z_0``, the prefix tokens and the patches ``+ E_pos``."""
-        return self.pos_drop(input_sequence(self.patch_embed(x), self.prefix_tokens(), self.pos_embed))
+        """``[B, C, H, W] -> [B, P + N, D]``: ``z_0``, the prefix tokens (and registers) and the patches ``+ E_pos``."""
+        prefix = (self.prefix_tokens(),) if self.reg_token is None else (self.prefix_tokens(), self.reg_token)
+        return self.pos_drop(input_sequence(self.patch_embed(x), torch.cat(prefix, 1), self.pos_embed))
 
     def forward_features(self, x: torch.Tensor, output_attentions: bool = False):
         """``[B, C, H, W] -> [B, P + N, D]`` normalised tokens (and the per-layer attention maps)."""

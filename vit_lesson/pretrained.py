@@ -15,26 +15,30 @@ from torch import nn
 from .checkpoint import load_checkpoint, load_model
 from .i18n import _
 
-__all__ = ["SHAPES_ASSET", "SHAPES_DATA", "load_pretrained", "load_shapes_model", "train_shapes_model"]
+__all__ = ["SHAPES_ASSET", "SHAPES_ASSETS", "SHAPES_DATA", "load_pretrained", "load_shapes_model",
+           "train_shapes_model"]
 
-# The shapes ViT shipped in the package, trained by ``python -m vit_lesson.pretrained``
-# (:func:`train_shapes_model`): ``RECIPES["shapes"]`` (its train_size images) and ``SHAPES_DATA``.
-SHAPES_ASSET = "shapes_vit.pt"
+# The shapes ViTs shipped in the package, trained by ``python -m vit_lesson.pretrained [path] [model]``
+# (:func:`train_shapes_model`): ``RECIPES["shapes"]`` (its train_size images) and ``SHAPES_DATA``. The second
+# is the same recipe with 4 registers (create_model("shapes_registers"), notebook 07).
+SHAPES_ASSETS = {"shapes": "shapes_vit.pt", "shapes_registers": "shapes_registers_vit.pt"}
+SHAPES_ASSET = SHAPES_ASSETS["shapes"]
 SHAPES_DATA = dict(test_size=1000, seed=0)
 
 
-def load_shapes_model():
-    """The shipped ViT trained on :class:`~vit_lesson.data.ShapesDataset` (32x32, patch 4, 8x8 grid).
+def load_shapes_model(asset: str = SHAPES_ASSET):
+    """A shipped ViT trained on :class:`~vit_lesson.data.ShapesDataset` (32x32, patch 4, 8x8 grid).
 
-    Returns ``(model in eval mode, checkpoint)``; ``checkpoint["history"]`` and
+    ``asset``: a file name of :data:`SHAPES_ASSETS` (default: the plain ViT's; ``"shapes_registers_vit.pt"``
+    has 4 registers). Returns ``(model in eval mode, checkpoint)``; ``checkpoint["history"]`` and
     ``checkpoint["train_config"]`` say how it was trained, ``checkpoint["recipe"]`` the data used.
     Loaded with ``torch.load(weights_only=True)``; ``model(x, output_attentions=True)`` gives its maps.
     """
-    with as_file(files("vit_lesson") / "assets" / SHAPES_ASSET) as path:
+    with as_file(files("vit_lesson") / "assets" / asset) as path:
         if not path.is_file():
             raise FileNotFoundError(_("The shapes model {asset!r} is not in this installation ({path}); "
                                       "create it with `python -m vit_lesson.pretrained`.").format(
-                                        asset=SHAPES_ASSET, path=path))
+                                        asset=asset, path=path))
         return load_model(path)
 
 
@@ -74,15 +78,16 @@ def load_pretrained(entry, config, source, overrides: dict) -> nn.Module:
 
         model = load_pretrained_hf(tag)
     else:
-        model, _checkpoint = load_shapes_model()
+        model, _checkpoint = load_shapes_model(tag)
     if num_classes is not None and num_classes != model.config.num_classes:
         model.reset_classifier(num_classes)
     return model.eval()
 
 
-def train_shapes_model(path=None, out_dir=None):
-    """Train the shipped shapes ViT (``RECIPES["shapes"]`` on ``SHAPES_DATA``, seeded) and write it to
-    ``path`` (default: the package's ``assets/shapes_vit.pt``), weights and history only. -> ``path``."""
+def train_shapes_model(path=None, out_dir=None, model_name=None):
+    """Train a shipped shapes ViT (``RECIPES["shapes"]`` on ``SHAPES_DATA``, seeded) and write it to
+    ``path`` (default: the package's ``assets/`` file of :data:`SHAPES_ASSETS`), weights and history only.
+    ``model_name``: the recipe's model (``"shapes"``) or ``"shapes_registers"``. -> ``path``."""
     from pathlib import Path
 
     import torch
@@ -95,11 +100,12 @@ def train_shapes_model(path=None, out_dir=None):
 
     recipe = RECIPES["shapes"]
     data = dict(SHAPES_DATA, train_size=recipe.train_size)  # saved with the weights as checkpoint["recipe"]
-    path = Path(path) if path else Path(__file__).resolve().parent / "assets" / SHAPES_ASSET
+    model_name = model_name or recipe.model
+    path = Path(path) if path else Path(__file__).resolve().parent / "assets" / SHAPES_ASSETS[model_name]
     train_set = ShapesDataset(data["train_size"], image_size=recipe.image_size, seed=data["seed"], augment=True)
     test_set = ShapesDataset(data["test_size"], image_size=recipe.image_size, seed=data["seed"] + 1)
     torch.manual_seed(data["seed"])
-    model_entry = entry(recipe.model)
+    model_entry = entry(model_name)
     model = model_entry.cls(model_entry.config)
     config = TrainConfig(seed=data["seed"], out_dir=out_dir, **recipe.train)
     history = train(model, train_set, test_set, config)
@@ -108,8 +114,9 @@ def train_shapes_model(path=None, out_dir=None):
     return path
 
 
-if __name__ == "__main__":  # python -m vit_lesson.pretrained [path]: train and write the shapes model
+if __name__ == "__main__":  # python -m vit_lesson.pretrained [path] [model]: train and write a shapes model
     import sys
 
-    written = train_shapes_model(*sys.argv[1:2])
+    path_arg, model_arg = (sys.argv[1:] + [None, None])[:2]
+    written = train_shapes_model(path_arg, None, model_arg)
     print(f"wrote {written} ({written.stat().st_size / 1e6:.2f} MB)")

@@ -57,6 +57,7 @@ def relevance(attentions, gradients) -> torch.Tensor:
     return result
 
 
-def relevance_map(attentions, gradients, grid=None) -> torch.Tensor:
-    """The class token's row of :func:`relevance`, without itself, on the patch grid: ``[B, g, g]``."""
-    return _as_grid(relevance(attentions, gradients)[:, 0, 1:], grid)
+def relevance_map(attentions, gradients, grid=None, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """The class token's row of :func:`relevance`, its patch columns (after ``num_prefix_tokens``:
+    itself, and registers if any), on the patch grid: ``[B, g, g]``."""
+    return _as_grid(relevance(attentions, gradients)[:, 0, num_prefix_tokens:], grid)
