@@ -178,8 +178,8 @@ class ViT(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W] -> [B, P + N, D]``: ``z_0``, the prefix tokens (and registers) and the patches ``+ E_pos``."""
-        prefix = (self.prefix_tokens(),) if self.reg_token is None else (self.prefix_tokens(), self.reg_token)
-        return self.pos_drop(input_sequence(self.patch_embed(x), torch.cat(prefix, 1), self.pos_embed))
+        front = self.prefix_tokens() if self.reg_token is None else torch.cat([self.prefix_tokens(), self.reg_token], 1)
+        return self.pos_drop(input_sequence(self.patch_embed(x), front, self.pos_embed))
 
     def forward_features(self, x: torch.Tensor, output_attentions: bool = False):
         """``[B, C, H, W] -> [B, P + N, D]`` normalised tokens (and the per-layer attention maps)."""
