@@ -25,9 +25,9 @@ def test_preset_parameters_equal_timm_and_the_formula(name):
         assert count_parameters(ours) == EXPECTED[name]
 
 
-@pytest.mark.parametrize("name", ["micro", "base"])
-def test_flop_formula_equals_flop_counter_for_ours_and_timm(name):
-    config = get_config(name)
+@pytest.mark.parametrize("name, registers", [("micro", 0), ("base", 0), ("micro", 4)])
+def test_flop_formula_equals_flop_counter_for_ours_and_timm(name, registers):
+    config = get_config(name, num_register_tokens=registers)
     with torch.device("meta"):
         ours, theirs = ViT(config), create_timm_model(config)
     assert measure_flops(ours, config.image_size) == measure_flops(theirs, config.image_size) == vit_flops(config)

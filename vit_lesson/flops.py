@@ -40,13 +40,13 @@ def measure_flops(model: nn.Module, image_size: int, channels: int = 3) -> int:
 def vit_flops(config: ViTConfig) -> int:
     """Matmul FLOPs of one forward pass of ``ViT(config)`` on one image, by formula.
 
-    With ``T = N + 1`` tokens, width ``D``, MLP size ``M``, patch ``P``, ``C`` channels:
+    With ``T = N + 1 + R`` tokens (``R`` registers), width ``D``, MLP size ``M``, patch ``P``, ``C`` channels:
     patch embedding ``2 N (C P^2) D``; per block ``2 T D (3D)`` (qkv) ``+ 2 T^2 D`` (scores)
     ``+ 2 T^2 D`` (weights @ values) ``+ 2 T D D`` (proj) ``+ 2 x 2 T D M`` (fc1, fc2);
     head ``2 D K``.
     """
     N, D, M = config.num_patches, config.hidden_size, config.intermediate_size
-    T, P, C, K = N + 1, config.patch_size, config.num_channels, config.num_classes
+    T, P, C, K = N + 1 + config.num_register_tokens, config.patch_size, config.num_channels, config.num_classes
     block = 2 * T * D * 3 * D + 2 * 2 * T * T * D + 2 * T * D * D + 2 * 2 * T * D * M
     return 2 * N * C * P * P * D + config.num_hidden_layers * block + 2 * D * K
 
