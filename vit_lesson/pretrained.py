@@ -14,14 +14,15 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, load_model
 from .i18n import _
+from .registry import MODELS, entry
 
 __all__ = ["SHAPES_ASSET", "SHAPES_ASSETS", "SHAPES_DATA", "load_pretrained", "load_shapes_model",
            "train_shapes_model"]
 
-# The shapes ViTs shipped in the package, trained by ``python -m vit_lesson.pretrained [path] [model]``
-# (:func:`train_shapes_model`): ``RECIPES["shapes"]`` (its train_size images) and ``SHAPES_DATA``. The second
-# is the same recipe with 4 registers (create_model("shapes_registers"), notebook 07).
-SHAPES_ASSETS = {"shapes": "shapes_vit.pt", "shapes_registers": "shapes_registers_vit.pt"}
+# The shapes ViTs shipped in the package (the registry's ``pretrained["shipped"]`` file of each), trained by
+# ``python -m vit_lesson.pretrained [path] [model]`` (:func:`train_shapes_model`): ``RECIPES["shapes"]`` (its
+# train_size images) and ``SHAPES_DATA``. "shapes_registers" is the same recipe with 4 registers (notebook 07).
+SHAPES_ASSETS = {name: e.pretrained["shipped"] for name, e in MODELS.items() if "shipped" in e.pretrained}
 SHAPES_ASSET = SHAPES_ASSETS["shapes"]
 SHAPES_DATA = dict(test_size=1000, seed=0)
 
@@ -95,7 +96,6 @@ def train_shapes_model(path=None, out_dir=None, model_name=None):
     from .checkpoint import save_checkpoint
     from .data import ShapesDataset
     from .recipes import RECIPES
-    from .registry import entry
     from .train import TrainConfig, train
 
     recipe = RECIPES["shapes"]
