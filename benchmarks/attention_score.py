@@ -139,6 +139,8 @@ def main(argv=None) -> int:
     parser.add_argument("--test-size", type=int, default=500)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-seed", type=int, default=None,
+                        help="the test images' seed (default: --seed + 1, the shipped models' test images)")
     parser.add_argument("--model", default="shapes", choices=sorted(SHAPES_ASSETS),
                         help="the ViT (default: shapes) or the same with 4 registers (shapes_registers)")
     parser.add_argument("--train-asset", action="store_true",
@@ -157,7 +159,8 @@ def main(argv=None) -> int:
         args.epochs, args.train_size, args.test_size = 2, 500, 200
 
     train_set = ShapesDataset(args.train_size, seed=args.seed, augment=True)
-    test_set = ShapesDataset(args.test_size, seed=args.seed + 1)
+    test_seed = args.seed + 1 if args.test_seed is None else args.test_seed
+    test_set = ShapesDataset(args.test_size, seed=test_seed)
     images = torch.stack([test_set[i][0] for i in range(len(test_set))])
     fraction = mask_to_grid(test_set.masks, 4)
 
@@ -179,7 +182,7 @@ def main(argv=None) -> int:
     print(f"ViT on ShapesDataset 32x32, patch 4 (8x8 grid), D={config.hidden_size}, "
           f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads; {args.train_size} "
           f"training images (flip augmentation), {args.epochs} epochs ({seconds:.0f} s here), "
-          f"{args.test_size} test images (seed {args.seed + 1}).")
+          f"{args.test_size} test images (seed {test_seed}).")
     print("mass = share of the class token's attention on the object; pointing = the most-attended "
           f"patch is at least half object; ±{TOLERANCE} px = the top pixel of the upsampled map is within "
           f"{TOLERANCE} pixels of the object (Zhang et al. 2018).\n")
@@ -202,6 +205,8 @@ def main(argv=None) -> int:
                             score(rollout_map(attentions, layer, **p), fraction, test_set.masks))
                            for layer in range(len(attentions))]
     print(f"| - | - | uniform / random patch (pixel) | {uniform_mass:.3f} | {uniform_hit:.1%} | {uniform_pixel:.1%} |")
+    print(f"\nA pointing score p over {args.test_size} images has a standard error of sqrt(p(1-p)/n), at most "
+          f"{50 / args.test_size ** 0.5:.1f} points: compare two models on enough images (--test-size).")
 
     print("\nBy layer (raw = that layer's map; rollout = through that layer), mass / pointing:\n")
     print("| layer | untrained raw | untrained rollout | trained raw | trained rollout |")

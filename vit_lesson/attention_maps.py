@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .i18n import _
+
 __all__ = [
     "HEAD_FUSIONS", "stack_attentions", "grid_side", "fuse_heads", "cls_attention", "cls_attention_map",
     "rollout", "rollout_map", "attention_maps", "upsample_map", "patch_distances", "attention_distance",
@@ -49,18 +51,18 @@ def stack_attentions(attentions) -> torch.Tensor:
             all(isinstance(a, torch.Tensor) and a.ndim == 4 for a in attentions):
         shapes = {tuple(a.shape) for a in attentions}
         if len(shapes) != 1:
-            raise ValueError(f"All layers' attention maps must have the same shape, got {sorted(shapes)}.")
+            raise ValueError(_("All layers' attention maps must have the same shape, got {shapes}.").format(
+                shapes=sorted(shapes)))
         stacked = torch.stack(tuple(attentions))
     else:
         stacked = None
     if stacked is None or stacked.shape[-1] != stacked.shape[-2]:
         got = (tuple(attentions.shape) if isinstance(attentions, torch.Tensor)
                else f"a {type(attentions).__name__}")
-        raise ValueError(
-            f"Expected attention maps as a tuple of [B, H, T, T] tensors (one per layer), got {got}. "
+        raise ValueError(_(
+            "Expected attention maps as a tuple of [B, H, T, T] tensors (one per layer), got {got}. "
             "Run the model with output_attentions=True and pass `.attentions`: "
-            "model(x, output_attentions=True).attentions."
-        )
+            "model(x, output_attentions=True).attentions.").format(got=got))
     return stacked
 
 
@@ -69,10 +71,10 @@ def grid_side(num_tokens: int, num_prefix_tokens: int = 1) -> int:
     patches = num_tokens - num_prefix_tokens
     side = math.isqrt(max(patches, 0))
     if side * side != patches or side == 0:
-        raise ValueError(
-            f"{num_tokens} tokens minus {num_prefix_tokens} class token leaves {patches} patches, "
-            "which is not a square grid. Pass grid=(rows, cols) for a non-square image."
-        )
+        raise ValueError(_(
+            "{tokens} tokens minus {prefix} prefix tokens (the class token, and any distillation token or "
+            "registers) leaves {patches} patches, which is not a square grid. Pass grid=(rows, cols) for a "
+            "non-square image.").format(tokens=num_tokens, prefix=num_prefix_tokens, patches=patches))
     return side
 
 
@@ -80,8 +82,8 @@ def fuse_heads(attention: torch.Tensor, head="mean") -> torch.Tensor:
     """``[B, H, T, T]`` -> ``[B, T, T]``: one head (an ``int``), or the heads' ``"mean"``/``"max"``/``"min"``."""
     if isinstance(head, int):
         if not -attention.shape[1] <= head < attention.shape[1]:
-            raise ValueError(f"head={head} but this layer has {attention.shape[1]} heads (0 to "
-                             f"{attention.shape[1] - 1}); or pass head='mean'.")
+            raise ValueError(_("head={head} but this layer has {heads} heads (0 to {last}); or pass "
+                               "head='mean'.").format(head=head, heads=attention.shape[1], last=attention.shape[1] - 1))
         return attention[:, head]
     if head == "mean":
         return attention.mean(dim=1)
@@ -89,13 +91,14 @@ def fuse_heads(attention: torch.Tensor, head="mean") -> torch.Tensor:
         return attention.amax(dim=1)
     if head == "min":
         return attention.amin(dim=1)
-    raise ValueError(f"head must be a head index or one of {HEAD_FUSIONS}, got {head!r}.")
+    raise ValueError(_("head must be a head index or one of {fusions}, got {head!r}.").format(
+        fusions=HEAD_FUSIONS, head=head))
 
 
 def _layer_index(layer: int, num_layers: int) -> int:
     if not -num_layers <= layer < num_layers:
-        raise ValueError(f"layer={layer} but the model has {num_layers} layers (0 to {num_layers - 1}, "
-                         "or -1 for the last).")
+        raise ValueError(_("layer={layer} but the model has {layers} layers (0 to {last}, or -1 for the "
+                           "last).").format(layer=layer, layers=num_layers, last=num_layers - 1))
     return layer % num_layers
 
 
@@ -103,13 +106,14 @@ def _as_grid(row: torch.Tensor, grid) -> torch.Tensor:
     """``[B, N]`` -> ``[B, rows, cols]`` in row-major order (the order patches were cut in)."""
     side = math.isqrt(row.shape[-1])
     if grid is None and side * side != row.shape[-1]:
-        raise ValueError(f"{row.shape[-1]} patch columns are not a square grid. Pass grid=(rows, cols) for a "
-                         "non-square image, or num_prefix_tokens=model.num_prefix_tokens for a model with a "
-                         "distillation token or registers.")
+        raise ValueError(_("{columns} patch columns are not a square grid. Pass grid=(rows, cols) for a "
+                           "non-square image, or num_prefix_tokens=model.num_prefix_tokens for a model with a "
+                           "distillation token or registers.").format(columns=row.shape[-1]))
     rows, cols = (side, side) if grid is None else \
         ((grid, grid) if isinstance(grid, int) else tuple(grid))
     if rows * cols != row.shape[-1]:
-        raise ValueError(f"grid {rows}x{cols} = {rows * cols} patches, but the maps have {row.shape[-1]}.")
+        raise ValueError(_("grid {rows}x{cols} = {grid} patches, but the maps have {columns}.").format(
+            rows=rows, cols=cols, grid=rows * cols, columns=row.shape[-1]))
     return row.reshape(row.shape[0], rows, cols)
 
 
@@ -168,7 +172,7 @@ def attention_maps(model, images: torch.Tensor, method: str = "raw", layer: int 
     through ``layer``. The model runs in eval mode, without gradients.
     """
     if method not in ("raw", "rollout"):
-        raise ValueError(f"method must be 'raw' or 'rollout', got {method!r}.")
+        raise ValueError(_("method must be 'raw' or 'rollout', got {method!r}.").format(method=method))
     was_training = model.training
     model.eval()
     with torch.no_grad():
