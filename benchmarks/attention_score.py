@@ -143,11 +143,10 @@ def attentions_of(model, images, batch_size=250):
 TOLERANCE = 2  # pixels: Zhang et al.'s 15 at 224 px, scaled to 32 px
 
 
-def score(maps, fraction, masks):
-    """``(mass in mask, pointing game, pointing within TOLERANCE pixels)``, averaged over the images."""
-    return (attention_in_mask(maps, fraction).mean().item(),
-            pointing_game(maps, fraction).float().mean().item(),
-            pixel_pointing_game(maps, masks, TOLERANCE)[0].float().mean().item())
+def score(maps, fraction, masks=None):
+    """``(mass in mask, pointing game[, pointing within TOLERANCE pixels of masks])``, averaged over the images."""
+    scores = (attention_in_mask(maps, fraction).mean().item(), pointing_game(maps, fraction).float().mean().item())
+    return scores if masks is None else (*scores, pixel_pointing_game(maps, masks, TOLERANCE)[0].float().mean().item())
 
 
 # The shipped models (vit_lesson/assets/shapes_vit.pt, shapes_registers_vit.pt): far more images than above.
@@ -224,8 +223,8 @@ def main(argv=None) -> int:
                              ("gradient-weighted (Chefer et al.)", relevance_map(attentions, gradients, **p))):
             mass, hit, pixel_hit = score(maps, fraction, test_set.masks)
             print(f"| {name} | {accuracy:.1%} | {method} | {mass:.3f} | {hit:.1%} | {pixel_hit:.1%} |")
-        per_layer[name] = [(score(cls_attention_map(attentions, layer, **p), fraction, test_set.masks),
-                            score(rollout_map(attentions, layer, **p), fraction, test_set.masks))
+        per_layer[name] = [(score(cls_attention_map(attentions, layer, **p), fraction),
+                            score(rollout_map(attentions, layer, **p), fraction))
                            for layer in range(len(attentions))]
     print(f"| - | - | uniform / random patch (pixel) | {uniform_mass:.3f} | {uniform_hit:.1%} | {uniform_pixel:.1%} |")
     print(f"\nA pointing score p over {args.test_size} images has a standard error of sqrt(p(1-p)/n), at most "
