@@ -67,8 +67,9 @@ shapes_registers`` is the same ViT with 4 learned tokens after the class token t
 97.6% test on the 1,000 images). ``--shipped --model shapes_registers`` (500 test images, 2 threads):
 mass raw 0.474, rollout 0.306, gradient-weighted 0.498; pointing raw 66.8%, **rollout 81.2%**,
 gradient-weighted 71.2%, rollout through layer 1 87%; within 2 px rollout 99.6%, raw 96.4%
-(untrained: 37.2% / 63.0% rollout). So registers lift rollout's strict pointing game from 77.0% to
-81.2% and its lenient one from 95.6% to 99.6%, still short of issue 19's 90%. Per class
+(untrained: 37.2% / 63.0% rollout). So the shipped registers model beats the shipped plain one, 81.2%
+to 77.0% strict and 99.6% to 95.6% lenient (one run each: see "run to run" below), still short of
+issue 19's 90%. Per class
 on the plain shipped model, rollout points worst on the large filled shapes (circle 70%, square 71%;
 triangle 85%, ring 81%, cross 78%; objects over 14% of the image 69%): their interior is one flat
 colour, and the model reads the outline. Rollout variants on the plain shipped model (no retraining)
