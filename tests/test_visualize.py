@@ -24,6 +24,7 @@ from vit_lesson.attention_maps import (  # noqa: E402
     position_similarity,
     rollout,
     rollout_map,
+    stack_attentions,
     upsample_map,
 )
 from vit_lesson.attention_score import (  # noqa: E402
@@ -282,6 +283,7 @@ def test_figure7_functions_return_figures(micro):
 
 # --- the explorer ----------------------------------------------------------------------------
 
+
 def test_the_maths_imports_without_matplotlib_and_no_module_imports_ipywidgets_at_the_top():
     """A headless benchmark needs neither matplotlib nor widgets; the explorer imports ipywidgets when used."""
     code = ("import sys, vit_lesson.attention_maps, vit_lesson.attention_score\n"
@@ -303,6 +305,26 @@ class TinyDataset:
 
     def __getitem__(self, index):
         return self.images[index], index % 2
+
+
+def test_figure7_and_the_explorer_skip_the_registers():
+    """A model with registers (69 tokens): every picture of its maps drops model.num_prefix_tokens."""
+    import ipywidgets
+
+    from vit_lesson.factory import create_model
+
+    torch.manual_seed(0)
+    model, images = create_model("shapes_registers").eval(), torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        attentions = model(images, output_attentions=True).attentions
+    patches = stack_attentions(attentions)[..., 5:, 5:]  # the 64 patches' rows and columns, renormalised
+    expected = (patches / patches.sum(-1, keepdim=True) * patch_distances(8, 4)).sum(-1).mean(dim=(1, 3))
+    torch.testing.assert_close(attention_distance(attentions, 4, num_prefix_tokens=5), expected)
+    assert isinstance(figure7(model, images), Figure) and isinstance(plot_position_similarity(model), Figure)
+    explorer = explore(model, TinyDataset(images))
+    assert isinstance(explorer, ipywidgets.VBox)
+    torch.testing.assert_close(torch.as_tensor(explorer.figure.axes[1].get_images()[0].get_array().copy()),
+                               cls_attention_map(tuple(a[:1] for a in attentions), num_prefix_tokens=5)[0])
 
 
 def test_explorer_builds_without_a_front_end_and_redraws(micro):

@@ -211,18 +211,20 @@ def patch_distances(grid, patch_size: int = 1) -> torch.Tensor:
     return torch.cdist(centres, centres)
 
 
-def attention_distance(attentions, patch_size: int, grid=None) -> torch.Tensor:
+def attention_distance(attentions, patch_size: int, grid=None, num_prefix_tokens: int = 1) -> torch.Tensor:
     """Mean attention distance (ViT paper, Figure 7 right, and Figure 11): ``[L, H]`` in pixels.
 
     For every patch query, the distance to every patch key weighted by the attention, summed;
-    then averaged over queries and images. The class token has no position: its row and column
-    are dropped and each remaining row renormalised to sum to 1. Small = a local head (like a
+    then averaged over queries and images. The class token (and a distillation token or registers:
+    ``num_prefix_tokens = model.num_prefix_tokens``) has no position: its rows and columns are
+    dropped and each remaining row renormalised to sum to 1. Small = a local head (like a
     convolution), large = a head that integrates information from across the image.
     """
     stacked = stack_attentions(attentions)              # [L, B, H, T, T]
-    patches = stacked[..., 1:, 1:]                       # [L, B, H, N, N]
+    P = num_prefix_tokens
+    patches = stacked[..., P:, P:]                       # [L, B, H, N, N]
     patches = patches / patches.sum(-1, keepdim=True).clamp_min(1e-12)
-    rows_cols = grid if grid is not None else grid_side(stacked.shape[-1])
+    rows_cols = grid if grid is not None else grid_side(stacked.shape[-1], P)
     distances = patch_distances(rows_cols, patch_size).to(patches)
     return (patches * distances).sum(-1).mean(dim=(1, 3))  # [L, H]
 

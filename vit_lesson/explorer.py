@@ -75,8 +75,10 @@ def _explorer_class():
         def draw(self) -> Figure:
             """Redraw the figure for the controls' current values (and show it if a front-end is there)."""
             i, layer, head, method = self.image.value, self.layer.value, self.head.value, self.method.value
-            maps = (cls_attention_map(self.attentions[:, i:i + 1], layer, head=head) if method == "raw"
-                    else rollout_map(self.attentions[:, i:i + 1], layer, head=head))[0]
+            one = self.attentions[:, i:i + 1]
+            p = getattr(self.model, "num_prefix_tokens", 1)  # the class token (and a distillation token, registers)
+            maps = (cls_attention_map(one, layer, head=head, num_prefix_tokens=p) if method == "raw"
+                    else rollout_map(one, layer, head=head, num_prefix_tokens=p))[0]
             fig = self.figure
             fig.clear()
             axes = fig.subplots(1, 3)

@@ -127,14 +127,15 @@ def plot_patch_filters(model, n: int = 28, pca: bool = True, columns: int = 7) -
     return fig
 
 
-def plot_position_similarity(model, num_prefix_tokens: int = 1) -> Figure:
+def plot_position_similarity(model, num_prefix_tokens: int | None = None) -> Figure:
     """Figure 7 (centre): for each patch, the cosine similarity of its position embedding to all others.
 
     One ``g x g`` tile per patch, placed at that patch's position in the grid, with a colorbar.
     Learned position embeddings that encode 2D position show a bright spot at the patch's own
     place, with row and column structure around it.
     """
-    similarity = position_similarity(model.pos_embed, num_prefix_tokens)  # [N, N]
+    prefix = model.num_prefix_tokens if num_prefix_tokens is None else num_prefix_tokens  # class token, registers
+    similarity = position_similarity(model.pos_embed, prefix)  # [N, N]
     fig = Figure(figsize=(5, 4.2), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     _draw_position_similarity(ax, similarity)
@@ -166,7 +167,7 @@ def figure7(model, images: torch.Tensor) -> Figure:
     model.eval()
     with torch.no_grad():
         attentions = model(images, output_attentions=True).attentions
-    config = model.config
+    config, prefix = model.config, model.num_prefix_tokens  # the class token (and a distillation token, registers)
     fig = Figure(figsize=(10, 3.6), dpi=DPI, layout="constrained")
     left, centre, right = fig.subfigures(1, 3, width_ratios=[0.8, 1.2, 1.1])
     filters = patch_filters(model.patch_embed.proj.weight, 16)
@@ -174,10 +175,10 @@ def figure7(model, images: torch.Tensor) -> Figure:
         ax.imshow(to_image(image), cmap="gray" if image.shape[0] == 1 else None, vmin=0, vmax=1)
         ax.set_axis_off()
     left.suptitle("patch embedding PCs")
-    _draw_position_similarity(centre.subplots(), position_similarity(model.pos_embed))
+    _draw_position_similarity(centre.subplots(), position_similarity(model.pos_embed, prefix))
     centre.suptitle("position embedding similarity")
-    plot_attention_distance(attention_distance(attentions, config.patch_size), config.image_size,
-                            ax=right.subplots())
+    plot_attention_distance(attention_distance(attentions, config.patch_size, num_prefix_tokens=prefix),
+                            config.image_size, ax=right.subplots())
     right.suptitle("mean attention distance")
     return fig
 
