@@ -152,10 +152,6 @@ def score(maps, fraction, masks=None):
     return scores if masks is None else (*scores, pixel_pointing_game(maps, masks, TOLERANCE)[0].float().mean().item())
 
 
-# The shipped models (vit_lesson/assets/shapes_vit.pt, shapes_registers_vit.pt): far more images than above.
-ASSETS = Path(__file__).resolve().parents[1] / "vit_lesson" / "assets"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: little data, 2 epochs")
@@ -177,7 +173,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.train_asset:
         start = time.perf_counter()
-        path = train_shapes_model(ASSETS / SHAPES_ASSETS[args.model], args.out_dir, args.model)
+        path = train_shapes_model(None, args.out_dir, args.model)  # -> vit_lesson/assets/, SHAPES_ASSETS[model]
         print(f"{time.perf_counter() - start:.0f} s; wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
         return 0
     if args.quick:
