@@ -115,6 +115,14 @@ def test_resize_errors_say_what_to_do():
         resize_position_embedding(torch.randn(16, 4), 5)
 
 
+def test_resize_names_registers_and_keeps_them():
+    model = ViT(get_config("micro", num_hidden_layers=1, num_register_tokens=4))  # 1 + 4 prefix tokens, 8 x 8 grid
+    with pytest.raises(ValueError, match="1 \\+ R with R registers"):
+        resize_position_embedding(model.pos_embed, 4)  # 68 columns after the class token
+    resized = resize_position_embedding(model.pos_embed, 4, num_prefix_tokens=model.num_prefix_tokens)
+    assert resized.shape == (1, 5 + 16, 64) and torch.equal(resized[:, :5], model.pos_embed[:, :5])
+
+
 def test_a_model_moves_to_a_new_image_size():
     small = ViT(get_config("micro", image_size=16, patch_size=4, num_hidden_layers=1)).eval()
     state = small.state_dict()

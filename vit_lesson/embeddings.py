@@ -66,9 +66,10 @@ def resize_position_embedding(pos_embed: torch.Tensor, new_grid, num_prefix_toke
                               mode: str = "bicubic", antialias: bool = True, old_grid=None) -> torch.Tensor:
     """Resize learned position embeddings to a new patch grid by 2D interpolation.
 
-    ``[1, prefix + H*W, D] -> [1, prefix + H'*W', D]``. The class token's embedding (the first
-    ``num_prefix_tokens``) is kept as it is; the patch embeddings are laid out on their ``H x W``
-    grid (``old_grid``, default: square), resized, and flattened again in the same row-major order.
+    ``[1, prefix + H*W, D] -> [1, prefix + H'*W', D]``. The first ``num_prefix_tokens`` embeddings
+    (the class token's; a distillation token's or registers' too: ``model.num_prefix_tokens``) are kept
+    as they are; the patch embeddings are laid out on their ``H x W`` grid (``old_grid``, default:
+    square), resized, and flattened again in the same row-major order.
     This is how a ViT trained at 224 px is fine-tuned at 384 px (ViT paper, section 3.2). The
     defaults (bicubic, ``antialias=True``, ``align_corners=False``) give the same numbers as timm's
     ``resample_abs_pos_embed``; the same grid size returns the input unchanged.
@@ -83,8 +84,9 @@ def resize_position_embedding(pos_embed: torch.Tensor, new_grid, num_prefix_toke
         if side * side != grid.shape[1]:
             raise ValueError(
                 _("{count} patch position embeddings (after {num_prefix_tokens} prefix tokens) do not "
-                  "form a square grid: pass old_grid=(H, W), or check num_prefix_tokens (1 for the class token, "
-                  "2 with a distillation token).").format(count=grid.shape[1], num_prefix_tokens=num_prefix_tokens))
+                  "form a square grid: pass old_grid=(H, W), or num_prefix_tokens=model.num_prefix_tokens (1 for "
+                  "the class token, 2 with a distillation token, 1 + R with R registers).").format(
+                    count=grid.shape[1], num_prefix_tokens=num_prefix_tokens))
         old_h, old_w = side, side
     else:
         old_h, old_w = (old_grid, old_grid) if isinstance(old_grid, int) else tuple(old_grid)
