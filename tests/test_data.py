@@ -210,6 +210,8 @@ def test_load_datasets_by_name():
     assert train[0][0].shape == (1, 8, 8)
     train, test = load_datasets("shapes", train_size=40)
     assert (len(train), len(test), train[0][0].shape) == (40, 500, (3, 32, 32))
+    with pytest.raises(ValueError, match="n >= 1"):  # a 0 is refused, not read as "the default 2,000"
+        load_datasets("shapes", train_size=0)
     with pytest.raises(ValueError, match="--data-dir"):
         load_datasets("folder")
     with pytest.raises(ValueError, match="Unknown data set"):

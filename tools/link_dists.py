@@ -9,12 +9,13 @@ A CUDA build of torch with its libraries is about 5 GB, and a second copy of it 
 range and installs everything else the wheel asks for itself, as on Colab, where torch is there first.
 Only files inside site-packages are linked (a console script's first line names this Python), and none
 of a distribution the target has already (a new venv's setuptools: pip upgrades it where torch needs a
-newer one). Where the two venvs lie on different disks, the files are copied. Prints what it linked;
-exits 1 on a failure.
+newer one). Where the two venvs lie on different disks (or hard links are not allowed), the files are
+copied; any other failure to link is a one-line error. Prints what it linked; exits 1 on a failure.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -25,6 +26,9 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+# Why os.link can fail where a copy is right: another disk, or a file system that has no hard links.
+COPY_ON = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 
 def closure(names: list[str]) -> list[metadata.Distribution]:
@@ -65,10 +69,14 @@ def main() -> int:
                 continue  # a console script outside site-packages, or a listed .pyc never written
             destination = target / file
             destination.parent.mkdir(parents=True, exist_ok=True)
+            if destination.is_file():
+                destination.unlink()  # a second run: link it afresh, never copy over it
             try:
                 os.link(source, destination)
-            except OSError:  # on another disk: a copy
-                shutil.copy2(source, destination)
+            except OSError as error:
+                if error.errno not in COPY_ON:
+                    sys.exit(f"error: cannot link {source} to {destination}: {error}")
+                shutil.copy2(source, destination)  # another disk, or a file system without hard links
                 copied += 1
             files += 1
     print(f"linked {files} files ({copied} copied) of {', '.join(sorted(d.metadata['Name'] for d in dists))}"

@@ -55,7 +55,8 @@ def load_datasets(name: str, image_size: int | None = None, data_dir=None, augme
     if name == "digits":
         return digits_datasets(image_size or 16, channels or 1, augment)
     if name == "shapes":
-        return shapes_datasets(image_size or 32, n_train=train_size or 2000, augment=augment)
+        return shapes_datasets(image_size or 32, n_train=2000 if train_size is None else train_size,
+                               augment=augment)
     if name in ("folder", "cifar10") and data_dir is None:
         raise ValueError(_("--data {name} needs --data-dir (the folder with the images).").format(name=name))
     if name == "folder":
