@@ -8,7 +8,7 @@ whose object masks are known, and scores the class token's attention of the test
   ``sum_p a_p f_p / sum_p a_p``, which equals the mass inside the pixel mask when each patch's
   attention is spread over its pixels. A uniform map scores the object's area fraction.
 - **pointing game**: is the most-attended patch at least half object? A uniformly random patch
-  hits with probability (patches at least half object) / 64.
+  hits with probability (patches at least half object) / N (64 on the 8x8 grid).
 - **pointing, ±2 px**: the pointing game as Zhang et al. (2018) defined it, for comparison with
   the literature (``pixel_pointing_game``): the map upsampled bilinearly, a hit when its top pixel
   lies within 2 pixels of the object (their 15 pixels at 224 px, scaled to 32 px). It is far
@@ -183,7 +183,6 @@ def main(argv=None) -> int:
     test_seed = args.seed + 1 if args.test_seed is None else args.test_seed
     test_set = ShapesDataset(args.test_size, seed=test_seed)
     images = torch.stack([test_set[i][0] for i in range(len(test_set))])
-    fraction = mask_to_grid(test_set.masks, 4)
 
     if args.shipped:  # score vit_lesson/assets/shapes_vit.pt against its own initial weights
         trained, checkpoint = load_shapes_model(SHAPES_ASSETS[args.model])
@@ -200,7 +199,9 @@ def main(argv=None) -> int:
             epochs=args.epochs, lr=args.lr, seed=args.seed, progress=False, **RECIPE))
         seconds = time.perf_counter() - start
     config = trained.config
-    print(f"ViT on ShapesDataset 32x32, patch 4 (8x8 grid), D={config.hidden_size}, "
+    fraction = mask_to_grid(test_set.masks, config.patch_size)  # [B, g, g]: each patch's share of object
+    grid = 32 // config.patch_size
+    print(f"ViT on ShapesDataset 32x32, patch {config.patch_size} ({grid}x{grid} grid), D={config.hidden_size}, "
           f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads; {args.train_size} "
           f"training images (flip augmentation), {args.epochs} epochs ({seconds:.0f} s here), "
           f"{args.test_size} test images (seed {test_seed}).")
