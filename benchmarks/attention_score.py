@@ -111,9 +111,9 @@ patches, the shipped recipe (8 epochs of 50,000 images). A step takes 4.1 times 
 epochs, where patch 4 has 93.7%) and ends at 92.3%, below the 95% bar. Its strict game on the 16x16 grid
 (86.0% on the 2,000) is the highest on that set, by about one standard error over the 1-thread run's 84.9%,
 and close to the pixel game (its own 87.1%; the shipped patch 4 model's 87.7%): a finer grid moves the patch
-game towards the pixel game, not past it, and the peak still lies on the outline. Fine-tuning the shipped 4-register model at patch 2 (FlexiViT-style:
-the 4x4 kernel sum-pooled to 2x2, ``resize_position_embedding`` to 16x16; 3 epochs of 50,000 fresh images,
-lr 5e-4) recovered only 87.0% test accuracy (83.9% strict).
+game towards the pixel game, not past it, and the peak still lies on the outline. Fine-tuning the shipped
+4-register model at patch 2 (FlexiViT-style: the 4x4 kernel sum-pooled to 2x2, ``resize_position_embedding``
+to 16x16; 3 epochs of 50,000 fresh images, lr 5e-4) recovered only 87.0% test accuracy (83.9% strict).
 Earlier default run (2,000 images, 15 epochs): accuracy 37.4%; mass 0.274 raw / 0.195 rollout;
 pointing 51.8% / 77.0%.
 """
