@@ -211,10 +211,10 @@ def main(argv=None) -> int:
         seconds = time.perf_counter() - start
     config = trained.config
     fraction = mask_to_grid(test_set.masks, config.patch_size)  # [B, g, g]: each patch's share of object
-    grid = 32 // config.patch_size
-    print(f"ViT on ShapesDataset 32x32, patch {config.patch_size} ({grid}x{grid} grid), D={config.hidden_size}, "
-          f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads; {args.train_size} "
-          f"training images (flip augmentation), {args.epochs} epochs ({seconds:.0f} s here), "
+    size, grid = config.image_size, config.grid_size
+    print(f"ViT on ShapesDataset {size}x{size}, patch {config.patch_size} ({grid}x{grid} grid), "
+          f"D={config.hidden_size}, {config.num_hidden_layers} layers, {config.num_attention_heads} heads; "
+          f"{args.train_size} training images (flip augmentation), {args.epochs} epochs ({seconds:.0f} s here), "
           f"{args.test_size} test images (seed {test_seed}).")
     print("mass = share of the class token's attention on the object; pointing = the most-attended "
           f"patch is at least half object; ±{TOLERANCE} px = the top pixel of the upsampled map is within "
